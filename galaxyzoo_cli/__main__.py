@@ -1,0 +1,3 @@
+from galaxyzoo_cli.cli import main
+
+main()

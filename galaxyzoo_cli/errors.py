@@ -1,0 +1,21 @@
+"""The domain exceptions. The CLI catches :class:`GalaxyZooError` once and maps it to an exit code."""
+
+from __future__ import annotations
+
+
+class GalaxyZooError(Exception):
+    """Base class: a message meant for the user (one or two lines naming the problem and the fix)."""
+
+    exit_code = 1
+
+
+class BadInputError(GalaxyZooError):
+    """Bad usage or bad input: a missing or corrupt file, wrong CSV columns, an unknown model (exit 2)."""
+
+    exit_code = 2
+
+
+class JobFailedError(GalaxyZooError):
+    """The job itself failed: network, diverged training, an interrupted download (exit 1)."""
+
+    exit_code = 1

@@ -1,0 +1,171 @@
+"""The Galaxy Zoo 2 decision tree as data: 37 Kaggle columns, 11 questions, their dependencies.
+
+Everything that needs to know the tree (heads, losses, metrics, plots, the synthetic generator and the
+label checks) reads it from here. Slices are 0-based, end-exclusive column ranges of the 37 outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ID_COLUMN = "GalaxyID"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of the tree: its answers, its columns and the answer that leads to it."""
+
+    number: int
+    text: str
+    answers: tuple[str, ...]
+    start: int
+    parent: tuple[int, int] | None
+    """(question, answer), 1-based, whose value this question's answers sum to; None: they sum to 1."""
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.answers)
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"Class{self.number}.{a}" for a in range(1, len(self.answers) + 1))
+
+    @property
+    def parent_column(self) -> int | None:
+        """Index (0..36) of the column this question's answers sum to, or None for 1."""
+        if self.parent is None:
+            return None
+        q, a = self.parent
+        return QUESTIONS[q - 1].start + a - 1
+
+    @property
+    def parent_name(self) -> str:
+        return "1" if self.parent is None else f"Class{self.parent[0]}.{self.parent[1]}"
+
+
+def _build() -> tuple[Question, ...]:
+    spec: list[tuple[str, tuple[str, ...], tuple[int, int] | None]] = [
+        ("smooth, features/disk, or star?", ("smooth", "features or disk", "star or artifact"), None),
+        ("disk edge-on?", ("yes", "no"), (1, 2)),
+        ("bar through centre?", ("yes", "no"), (2, 2)),
+        ("spiral arm pattern?", ("yes", "no"), (2, 2)),
+        ("bulge prominence", ("none", "just noticeable", "obvious", "dominant"), (2, 2)),
+        # Kaggle renormalised Q6 to sum to 1 for every galaxy.
+        ("anything odd?", ("yes", "no"), None),
+        ("how rounded?", ("completely round", "in between", "cigar-shaped"), (1, 1)),
+        (
+            "odd feature",
+            ("ring", "lens or arc", "disturbed", "irregular", "other", "merger", "dust lane"),
+            (6, 1),
+        ),
+        ("edge-on bulge shape", ("rounded", "boxy", "none"), (2, 1)),
+        ("arm winding", ("tight", "medium", "loose"), (4, 1)),
+        ("number of arms", ("1", "2", "3", "4", "more than four", "can't tell"), (4, 1)),
+    ]
+    questions = []
+    start = 0
+    for number, (text, answers, parent) in enumerate(spec, start=1):
+        questions.append(Question(number, text, answers, start, parent))
+        start += len(answers)
+    return tuple(questions)
+
+
+QUESTIONS: tuple[Question, ...] = _build()
+COLUMNS: tuple[str, ...] = tuple(c for q in QUESTIONS for c in q.columns)
+N_OUTPUTS = len(COLUMNS)
+CSV_HEADER: tuple[str, ...] = (ID_COLUMN, *COLUMNS)
+
+# Order in which a tree-structured output can be scaled: every parent before its children.
+TREE_ORDER: tuple[int, ...] = (1, 6, 2, 7, 8, 3, 4, 5, 9, 10, 11)
+
+
+def question(number: int) -> Question:
+    """The question with 1-based ``number``."""
+    return QUESTIONS[number - 1]
+
+
+def expected_sums(values: np.ndarray) -> np.ndarray:
+    """For each row and question, the value its answers must sum to: shape (N, 11).
+
+    ``values`` is (N, 37) or (37,). Missing parents (NaN) give NaN.
+    """
+    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    out = np.ones((v.shape[0], len(QUESTIONS)))
+    for i, q in enumerate(QUESTIONS):
+        if q.parent_column is not None:
+            out[:, i] = v[:, q.parent_column]
+    return out
+
+
+def answer_sums(values: np.ndarray) -> np.ndarray:
+    """Per row and question, the sum of its answers (NaN when any answer is missing): (N, 11)."""
+    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    return np.stack([v[:, q.slice].sum(axis=1) for q in QUESTIONS], axis=1)
+
+
+def reached(values: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """Boolean (N, 11): whether each question was reached (its parent's value > ``threshold``)."""
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(expected_sums(values), nan=0.0) > threshold
+
+
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """Result of :func:`check_consistency`."""
+
+    n_rows: int
+    n_checked: int
+    """(row, question) pairs whose answers and parent were all present."""
+    n_violations: int
+    worst_residual: float
+    """Largest |sum(answers) - expected|; 0.0 when nothing was checked."""
+    worst_row: int | None
+    worst_question: int | None
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.n_violations == 0
+
+    def describe(self, ids: np.ndarray | None = None) -> str:
+        if self.worst_row is None or self.worst_question is None:
+            return f"nothing to check in {self.n_rows} rows (all cells missing)"
+        q = question(self.worst_question)
+        row = f"GalaxyID {ids[self.worst_row]}" if ids is not None else f"row {self.worst_row}"
+        status = "consistent" if self.ok else f"{self.n_violations} violations"
+        return (
+            f"{status} over {self.n_checked} question sums (tolerance {self.tolerance:g}); "
+            f"worst: {row}, Q{q.number} answers sum off from {q.parent_name} "
+            f"by {self.worst_residual:.3g}"
+        )
+
+
+def check_consistency(values: np.ndarray, tolerance: float = 1e-5) -> ConsistencyReport:
+    """Check that every question's answers sum to the value of the answer leading to it.
+
+    Questions with a missing answer or parent (NaN) are skipped. The default tolerance allows for
+    the rounding of the Kaggle CSV: real rows are consistent to 2e-6 (measured on 16,919 rows).
+    """
+    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    residual = np.abs(answer_sums(v) - expected_sums(v))
+    checked = np.isfinite(residual)
+    n_checked = int(checked.sum())
+    if n_checked == 0:
+        return ConsistencyReport(v.shape[0], 0, 0, 0.0, None, None, tolerance)
+    filled = np.where(checked, residual, -1.0)
+    row, qi = np.unravel_index(int(np.argmax(filled)), filled.shape)
+    return ConsistencyReport(
+        n_rows=v.shape[0],
+        n_checked=n_checked,
+        n_violations=int((filled > tolerance).sum()),
+        worst_residual=float(filled[row, qi]),
+        worst_row=int(row),
+        worst_question=int(qi) + 1,
+        tolerance=tolerance,
+    )
