@@ -12,14 +12,14 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path
-from galaxyzoo_cli.schema import COLUMNS, CSV_HEADER, ID_COLUMN, N_OUTPUTS
+from galaxyzoo_cli.schema import COLUMNS, CSV_HEADER, ID_COLUMN, N_OUTPUTS, check_consistency
 
 TRAIN_IMAGES = "images_training_rev1"
 TEST_IMAGES = "images_test_rev1"
@@ -69,23 +69,27 @@ def read_labels(path: str | os.PathLike[str]) -> LabelTable:
             rows = list(csv.reader(f))
     except (UnicodeDecodeError, csv.Error) as e:
         raise _bad(path, "", f"not a readable CSV ({e})", "Give a UTF-8 CSV file.") from None
-    if not rows:
+    if not any(cell.strip() for row in rows for cell in row):
         raise _bad(path, "", "the file is empty", fix_header)
     header = [h.strip() for h in rows[0]]
     if header != list(CSV_HEADER):
         if not header or header[0] != ID_COLUMN:
-            problem = f"the first column is {header[0] if header else '(none)'!r}, not {ID_COLUMN!r}"
+            problem = (
+                f"the first column is {header[0] if header else '(none)'!r}, not {ID_COLUMN!r}"
+            )
         elif len(header) != len(CSV_HEADER):
             problem = f"{len(header) - 1} label columns, expected {N_OUTPUTS}"
         else:
-            i = next(i for i, (a, b) in enumerate(zip(header, CSV_HEADER)) if a != b)
+            i = next(i for i, (a, b) in enumerate(zip(header, CSV_HEADER, strict=True)) if a != b)
             problem = f"column {i + 1} is {header[i]!r}, expected {CSV_HEADER[i]!r}"
         raise _bad(path, " line 1", problem, fix_header)
     body = rows[1:]
     while body and not any(cell.strip() for cell in body[-1]):
         body.pop()  # trailing blank lines
     if not body:
-        raise _bad(path, "", "the header has no rows under it", "Give at least one labelled galaxy.")
+        raise _bad(
+            path, "", "the header has no rows under it", "Give at least one labelled galaxy."
+        )
     for lineno, row in enumerate(body, start=2):
         if len(row) != len(CSV_HEADER):
             raise _bad(
@@ -107,7 +111,7 @@ def _parse_ids(path: Path, raw: np.ndarray) -> np.ndarray:
         raise _bad(
             path,
             f" line {i + 2}",
-            f"GalaxyID {raw[i]!r} is not a whole number",
+            f"GalaxyID {str(raw[i])!r} is not a whole number",
             "GalaxyIDs are positive integers such as 100008.",
         )
     ids = raw.astype(np.int64)
@@ -136,7 +140,7 @@ def _parse_values(path: Path, raw: np.ndarray) -> np.ndarray:
                 raise _bad(
                     path,
                     f" line {r + 2}, column {COLUMNS[c]}",
-                    f"{cell!r} is not a number",
+                    f"{str(cell)!r} is not a number",
                     "Values are numbers in [0, 1]; leave the cell empty for a missing label.",
                 ) from None
         raise  # unreachable: some cell failed above
@@ -153,9 +157,9 @@ def _parse_values(path: Path, raw: np.ndarray) -> np.ndarray:
 
 
 def format_rows(ids: np.ndarray, values: np.ndarray) -> list[str]:
-    """CSV lines (no newline) for ``ids`` and their 37 ``values``; NaN is written as an empty cell."""
+    """CSV lines (no newline) for ``ids`` and their 37 ``values``; NaN becomes an empty cell."""
     lines = []
-    for gid, row in zip(ids, values):
+    for gid, row in zip(ids, values, strict=True):
         cells = ("" if math.isnan(v) else f"{v:.9g}" for v in row.tolist())
         lines.append(f"{int(gid)}," + ",".join(cells))
     return lines
@@ -277,16 +281,28 @@ class LayoutReport:
     n_train_images: int
     n_labelled_images: int
     n_test_images: int
-    extra: dict[str, int] = field(default_factory=dict)
+    n_missing_cells: int
+    consistency: str
+    """How well the labels obey the decision tree (the worst violation)."""
+    consistent: bool
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["data_dir"] = str(self.data_dir)
         return d
 
+    def summary(self) -> str:
+        lines = [
+            f"{self.data_dir}: {self.n_labels} label rows, {self.n_train_images} training images "
+            f"({self.n_labelled_images} labelled), {self.n_test_images} test images.",
+            f"Labels: {self.n_missing_cells} empty cells; tree sums {self.consistency}.",
+        ]
+        return "\n".join(lines)
+
 
 def check_layout(data_dir: str | os.PathLike[str], require_test: bool = False) -> LayoutReport:
-    """Validate a Kaggle-layout folder: the labels CSV, the training images and the test images."""
+    """Validate a Kaggle-layout folder: the labels CSV (and its tree sums), the training images and
+    the test images."""
     data_dir = Path(data_dir)
     cat = load_catalogue(data_dir)
     test_dir = data_dir / TEST_IMAGES
@@ -296,12 +312,17 @@ def check_layout(data_dir: str | os.PathLike[str], require_test: bool = False) -
         raise BadInputError(f"{test_dir}: test image folder not found. {FETCH_HINT}.")
     else:
         n_test = 0
+    table = read_labels(data_dir / LABELS_CSV)
+    report = check_consistency(table.values)
     return LayoutReport(
         data_dir=data_dir,
-        n_labels=len(cat.ids) + cat.n_labels_without_image,
+        n_labels=len(table.ids),
         n_train_images=len(cat.ids) + cat.n_images_without_label,
         n_labelled_images=len(cat.ids),
         n_test_images=n_test,
+        n_missing_cells=table.n_missing,
+        consistency=report.describe(table.ids),
+        consistent=report.ok,
     )
 
 

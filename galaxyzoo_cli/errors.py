@@ -1,16 +1,17 @@
-"""The domain exceptions. The CLI catches :class:`GalaxyZooError` once and maps it to an exit code."""
+"""The domain exceptions. The CLI catches :class:`GalaxyZooError` once and maps it to an exit
+code."""
 
 from __future__ import annotations
 
 
 class GalaxyZooError(Exception):
-    """Base class: a message meant for the user (one or two lines naming the problem and the fix)."""
+    """Base class: a message for the user (one or two lines naming the problem and the fix)."""
 
     exit_code = 1
 
 
 class BadInputError(GalaxyZooError):
-    """Bad usage or bad input: a missing or corrupt file, wrong CSV columns, an unknown model (exit 2)."""
+    """Bad usage or input: a missing/corrupt file, wrong CSV columns, an unknown model (exit 2)."""
 
     exit_code = 2
 

@@ -1,4 +1,4 @@
-"""Small file-system helpers: atomic writes, so an interrupted job never leaves a half-written file."""
+"""File helpers: atomic writes, so an interrupted job never leaves a half-written file."""
 
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ class Task(Protocol):
 
 
 class Reporter(Protocol):
-    def task(self, description: str, total: float | None) -> contextlib.AbstractContextManager[Task]:
+    def task(
+        self, description: str, total: float | None
+    ) -> contextlib.AbstractContextManager[Task]:
         """A progress bar for ``total`` units (None: unknown)."""
         ...
 

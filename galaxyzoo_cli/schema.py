@@ -1,7 +1,8 @@
 """The Galaxy Zoo 2 decision tree as data: 37 Kaggle columns, 11 questions, their dependencies.
 
-Everything that needs to know the tree (heads, losses, metrics, plots, the synthetic generator and the
-label checks) reads it from here. Slices are 0-based, end-exclusive column ranges of the 37 outputs.
+Everything that needs to know the tree (heads, losses, metrics, plots, the synthetic generator and
+the label checks) reads it from here. Slices are 0-based, end-exclusive column ranges of the 37
+outputs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Question:
     answers: tuple[str, ...]
     start: int
     parent: tuple[int, int] | None
-    """(question, answer), 1-based, whose value this question's answers sum to; None: they sum to 1."""
+    """(question, answer), 1-based, whose value this question's answers sum to; None: to 1."""
 
     @property
     def stop(self) -> int:
@@ -51,7 +52,11 @@ class Question:
 
 def _build() -> tuple[Question, ...]:
     spec: list[tuple[str, tuple[str, ...], tuple[int, int] | None]] = [
-        ("smooth, features/disk, or star?", ("smooth", "features or disk", "star or artifact"), None),
+        (
+            "smooth, features/disk, or star?",
+            ("smooth", "features or disk", "star or artifact"),
+            None,
+        ),
         ("disk edge-on?", ("yes", "no"), (1, 2)),
         ("bar through centre?", ("yes", "no"), (2, 2)),
         ("spiral arm pattern?", ("yes", "no"), (2, 2)),

@@ -1,0 +1,134 @@
+"""The preprocessed-image cache: each image decoded once per preprocessing, kept as uint8 on disk.
+
+A cache file is a ``.npy`` array (N, C, S, S) of uint8, memory-mapped when read. Its name is a hash
+of the preprocessing and of the image list (path, size, mtime), so changed images or settings
+give a new cache, and training, evaluation and prediction of the same images share one. It is
+built under a temporary name and renamed when complete: a half-built cache is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from galaxyzoo_cli.data import Preprocess, load_image
+from galaxyzoo_cli.files import atomic_path, write_json_atomic
+from galaxyzoo_cli.progress import SILENT, Reporter
+
+CACHE_VERSION = 1
+_CHUNK = 256
+
+
+def cache_root() -> Path:
+    """``$GALAXYZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/galaxyzoo-cli``, else ``~/.cache/…``."""
+    env = os.environ.get("GALAXYZOO_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "galaxyzoo-cli"
+
+
+def cache_key(paths: Sequence[Path], prep: Preprocess) -> str:
+    """A hash of the preprocessing and of each image's path, size and modification time."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "prep": prep.as_dict()}, sort_keys=True).encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
+
+def load_images(
+    paths: Sequence[Path],
+    prep: Preprocess,
+    *,
+    workers: int | None = None,
+    reporter: Reporter = SILENT,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+) -> np.ndarray:
+    """All images preprocessed, as a uint8 array (N, C, S, S).
+
+    With ``use_cache`` the array comes from (or is first written to) the cache folder and is
+    memory-mapped; otherwise it is decoded into memory.
+    """
+    side = _output_side(paths, prep)
+    shape = (len(paths), prep.channels, side, side)
+    if not use_cache:
+        out = np.empty(shape, dtype=np.uint8)
+        _decode_into(out, paths, prep, workers, reporter)
+        return out
+    root = cache_dir or cache_root()
+    key = cache_key(paths, prep)
+    final = root / f"{key}.npy"
+    if final.is_file():
+        cached = np.load(final, mmap_mode="r")
+        if cached.shape == shape:
+            return cached
+    root.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with atomic_path(final, suffix=".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        _decode_into(out, paths, prep, workers, reporter)
+        out.flush()
+        del out
+    write_json_atomic(
+        root / f"{key}.json",
+        {
+            "preprocess": prep.as_dict(),
+            "n_images": len(paths),
+            "shape": list(shape),
+            "first_image": str(paths[0]) if paths else None,
+            "seconds": round(time.perf_counter() - start, 3),
+            "bytes": int(np.prod(shape)),
+        },
+    )
+    return np.load(final, mmap_mode="r")
+
+
+def _output_side(paths: Sequence[Path], prep: Preprocess) -> int:
+    if prep.image_size is not None or not paths:
+        return prep.output_side
+    return int(load_image(paths[0], prep).shape[-1])  # native crop size depends on the images
+
+
+def _decode_into(
+    out: np.ndarray,
+    paths: Sequence[Path],
+    prep: Preprocess,
+    workers: int | None,
+    reporter: Reporter,
+) -> None:
+    """Decode ``paths`` into ``out`` in chunks, with threads (PIL releases the GIL to decode)."""
+    side = out.shape[-1]
+
+    def work(start: int) -> int:
+        stop = min(start + _CHUNK, len(paths))
+        for i in range(start, stop):
+            img = load_image(paths[i], prep)
+            if img.shape[-1] != side:  # images of mixed sizes with no --image-size
+                img = load_image(paths[i], Preprocess(prep.channels, prep.crop, side))
+            out[i] = img
+        return stop - start
+
+    starts = range(0, len(paths), _CHUNK)
+    n_workers = workers or default_workers()
+    with reporter.task("Decoding images", len(paths)) as task:
+        if n_workers <= 1:
+            for s in starts:
+                task.advance(work(s))
+            return
+        with ThreadPoolExecutor(n_workers) as pool:
+            for n in pool.map(work, starts):
+                task.advance(n)

@@ -1,0 +1,113 @@
+"""Device choice, seeding and the distributed setup, decided once at the edge and passed down."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from galaxyzoo_cli.errors import BadInputError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process computes and which part of a distributed job it is."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes files and prints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def banner(self) -> str:
+        import torch
+
+        d = self.device
+        if d.type == "cuda":
+            what = f"cuda:{d.index or 0} ({torch.cuda.get_device_name(d)})"
+        elif d.type == "mps":
+            what = "mps (Apple GPU)"
+        else:
+            what = f"cpu ({torch.get_num_threads()} threads)"
+        if self.distributed:
+            what += f", rank {self.rank} of {self.world_size}"
+        return f"Device: {what}"
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto``: cuda, then mps, then cpu. ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are checked."""
+    import torch
+
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise BadInputError(
+            f"--device {spec!r}: not a device. Use auto, cpu, cuda, cuda:N or mps."
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError(f"--device {spec}: CUDA is not available here. Use --device cpu.")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise BadInputError(
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here "
+                f"(cuda:0…cuda:{torch.cuda.device_count() - 1})."
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise BadInputError(f"--device {spec}: MPS is not available here. Use --device cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise BadInputError(f"--device {spec}: unsupported. Use auto, cpu, cuda, cuda:N or mps.")
+    return device
+
+
+def setup_runtime(device: str = "auto") -> Runtime:
+    """The runtime of this process: a plain one, or one rank of a ``torchrun`` job.
+
+    Under torchrun (``WORLD_SIZE`` > 1) the process group is initialised here: nccl on CUDA (one GPU
+    per local rank), gloo on CPU.
+    """
+    import torch
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Runtime(resolve_device(device))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Runtime(dev, rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,752 @@
+"""Download the Kaggle competition with the official ``kaggle`` client and unpack it safely.
+
+:func:`fetch_kaggle` is what ``galaxyzoo fetch`` runs. Its contract:
+
+- Credentials come from ``KAGGLE_API_TOKEN``, ``KAGGLE_USERNAME`` + ``KAGGLE_KEY`` or
+  ``kaggle.json`` (in ``$KAGGLE_CONFIG_DIR`` or ``~/.kaggle``). We look for them ourselves before
+  importing the client, because ``import kaggle`` authenticates at import time and prints its own
+  help. The key is never printed, logged or written by this module, and it is scrubbed from every
+  client message we pass on.
+- A folder that a previous fetch completed and verified (marker file :data:`MARKER` plus
+  :func:`galaxyzoo_cli.data.check_layout`) is left alone: nothing is downloaded.
+- The download goes to ``DATA/.galaxyzoo-fetch/download/``, where the client resumes an interrupted
+  transfer with an HTTP Range request on the next run. Extraction goes to
+  ``DATA/.galaxyzoo-fetch/extract/`` and is moved into place only when complete; the marker is
+  written last, after verification. So an interrupted run never leaves a folder that looks complete.
+- Archive members that would land outside the target folder (absolute paths, ``..``, symlinks,
+  device files) are refused before anything of that archive is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, LayoutReport, check_layout
+from galaxyzoo_cli.errors import BadInputError, JobFailedError
+from galaxyzoo_cli.files import write_json_atomic
+from galaxyzoo_cli.progress import SILENT, Reporter
+
+COMPETITION = "galaxy-zoo-the-galaxy-challenge"
+RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
+TOKEN_URL = "https://www.kaggle.com/settings"
+EXPECTED_TRAIN_IMAGES = 61_578
+EXPECTED_TEST_IMAGES = 79_975
+MARKER = ".galaxyzoo-fetch.json"
+"""Written into the data folder only after the extracted layout was verified."""
+STATE_DIR = ".galaxyzoo-fetch"
+"""Partial download and extraction in progress; removed after a successful fetch."""
+BENCHMARKS_DIR = "benchmarks"
+ARCHIVES_DIR = "archives"
+ARCHIVE_NAME = f"{COMPETITION}.zip"
+
+_NO_CREDENTIALS = (
+    "no Kaggle credentials found. Create an API token at "
+    f"{TOKEN_URL} (API section), then either save kaggle.json as ~/.kaggle/kaggle.json "
+    "(or in $KAGGLE_CONFIG_DIR; chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY, or set "
+    "KAGGLE_API_TOKEN."
+)
+_IMAGE_NAME = re.compile(r"^[0-9]+\.(jpg|jpeg)$", re.IGNORECASE)
+_CHUNK = 256  # members per extraction work item: big enough to amortise, small for smooth progress
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What :func:`fetch_kaggle` did and what the data folder now holds."""
+
+    data_dir: Path
+    downloaded: bool
+    skipped: bool
+    layout: LayoutReport
+    seconds: float
+    benchmarks: list[str] = field(default_factory=list)
+    archive: Path | None = None
+
+    @property
+    def matches_kaggle_counts(self) -> bool:
+        """True when the folder holds exactly the real competition's image counts."""
+        return (
+            self.layout.n_train_images == EXPECTED_TRAIN_IMAGES
+            and self.layout.n_test_images == EXPECTED_TEST_IMAGES
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: data_dir, downloaded, skipped, the layout counts, seconds, …"""
+        counts = self.layout.as_dict()
+        counts.pop("data_dir")
+        return {
+            "data_dir": str(self.data_dir),
+            "downloaded": self.downloaded,
+            "skipped": self.skipped,
+            **counts,
+            "matches_kaggle_counts": self.matches_kaggle_counts,
+            "benchmarks": self.benchmarks,
+            "archive": None if self.archive is None else str(self.archive),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        """One or two lines for a human."""
+        r = self.layout
+        counts = (
+            f"{r.n_train_images:,} training images, {r.n_labels:,} labels, "
+            f"{r.n_test_images:,} test images"
+        )
+        if self.skipped:
+            return (
+                f"{self.data_dir} already holds the verified Kaggle data ({counts}); "
+                "nothing to do. Use --force to fetch again."
+            )
+        line = f"Fetched the Kaggle data into {self.data_dir}: {counts} ({self.seconds:.0f} s)."
+        if self.archive is not None:
+            line += f"\nKept the archive: {self.archive}"
+        if not self.matches_kaggle_counts:
+            line += (
+                f"\nNote: the real competition has {EXPECTED_TRAIN_IMAGES:,} training and "
+                f"{EXPECTED_TEST_IMAGES:,} test images; this archive is different."
+            )
+        return line
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the Kaggle credentials come from; ``secrets`` only serve to scrub messages."""
+
+    source: str
+    config_dir: Path
+    secrets: tuple[str, ...] = field(repr=False, default=())
+
+
+def kaggle_config_dir() -> Path:
+    """The folder the kaggle client reads ``kaggle.json`` from (same rules as the client)."""
+    configured = os.environ.get("KAGGLE_CONFIG_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    home = Path("~/.kaggle").expanduser()
+    if sys.platform.startswith("linux") and not home.exists():
+        # The client follows the XDG spec when the legacy folder does not exist.
+        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+        return Path(xdg) / "kaggle"
+    return home
+
+
+def find_credentials(reporter: Reporter = SILENT) -> Credentials:
+    """Find Kaggle credentials the way the client will, without importing it.
+
+    Order: ``KAGGLE_API_TOKEN`` (a token or a path to a file holding one), ``KAGGLE_USERNAME`` +
+    ``KAGGLE_KEY``, ``kaggle.json``, then the client's own token files (``~/.kaggle/access_token``,
+    ``~/.kaggle/credentials.json`` from ``kaggle auth login``). Warns through ``reporter`` when
+    kaggle.json is readable by group or others. Raises :class:`BadInputError` saying how to provide
+    credentials when there are none.
+    """
+    config_dir = kaggle_config_dir()
+    token = os.environ.get("KAGGLE_API_TOKEN", "").strip()
+    if token:
+        secrets = [token]
+        token_file = Path(token).expanduser()
+        if token_file.is_file():
+            secrets.append(token_file.read_text(encoding="utf-8").strip())
+        return Credentials("KAGGLE_API_TOKEN", config_dir, _nonempty(secrets))
+    key = os.environ.get("KAGGLE_KEY", "")
+    if os.environ.get("KAGGLE_USERNAME") and key:
+        return Credentials("KAGGLE_USERNAME and KAGGLE_KEY", config_dir, _nonempty([key]))
+    config = config_dir / "kaggle.json"
+    if config.is_file():
+        try:
+            content = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            # Never quote the file: it holds the key.
+            raise BadInputError(
+                f"{config}: not a readable kaggle.json. Download a fresh token from {TOKEN_URL}."
+            ) from None
+        if isinstance(content, dict) and content.get("username") and content.get("key"):
+            _warn_if_readable(config, reporter)
+            return Credentials(str(config), config_dir, _nonempty([str(content["key"])]))
+    for name in ("access_token", "access_token.txt", "credentials.json"):
+        path = Path("~/.kaggle").expanduser() / name
+        if path.is_file() and path.stat().st_size > 0:
+            return Credentials(str(path), config_dir)
+    raise BadInputError(_NO_CREDENTIALS)
+
+
+def _nonempty(secrets: list[str]) -> tuple[str, ...]:
+    import base64
+
+    found = {s for s in secrets if s}
+    # requests sends the key inside a Basic auth header, so scrub that form too.
+    username = os.environ.get("KAGGLE_USERNAME", "")
+    found |= {base64.b64encode(f"{username}:{s}".encode()).decode() for s in list(found)}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def _warn_if_readable(config: Path, reporter: Reporter) -> None:
+    if os.name == "nt":
+        return
+    if config.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        reporter.log(
+            f"Warning: {config} is readable by other users; run `chmod 600 {config}` "
+            "to keep your Kaggle key private."
+        )
+
+
+def _scrub(text: str, creds: Credentials) -> str:
+    """Remove secrets and signed-URL query strings from a message before it is shown."""
+    for secret in creds.secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return re.sub(r"(https?://[^\s?]+)\?\S*", r"\1?…", text)
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+# --------------------------------------------------------------------------------------------
+
+
+def _kaggle_api(creds: Credentials) -> Any:
+    """An authenticated ``KaggleApi``; imported here so a missing client or login costs nothing."""
+    # Importing the package runs `api.authenticate()` and prints to stdout (help text, permission
+    # warnings): keep stdout clean for --json.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+    api = KaggleApi()
+    # The client fixes its config path as a class attribute at import time; use today's.
+    api.config_dir = str(creds.config_dir)
+    api.config = str(creds.config_dir / "kaggle.json")
+    # Verbose mode (VERBOSE=1) prints request headers, which carry the credentials.
+    api.args = [a for a in api.args if a not in ("--verbose", "-v")]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            api.authenticate()
+    except SystemExit:
+        # authenticate() calls exit(1) when it finds nothing usable (e.g. an expired token).
+        raise BadInputError(
+            f"the kaggle client found no usable credentials in {creds.source} (an expired "
+            f"token?); {_NO_CREDENTIALS}"
+        ) from None
+    return api
+
+
+@contextlib.contextmanager
+def _watch_download(path: Path, reporter: Reporter) -> Iterator[None]:
+    """Show the growth of ``path`` as progress (MB): the client only offers its own tqdm bar."""
+    stop = threading.Event()
+    with reporter.task(f"Downloading {path.name} (MB)", total=None) as task:
+
+        def poll() -> None:
+            seen = 0
+            while not stop.wait(0.25):
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue
+                if size > seen:
+                    task.advance((size - seen) / 1e6)
+                    seen = size
+
+        watcher = threading.Thread(target=poll, name="galaxyzoo-download-progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+
+
+def download_competition(
+    download_dir: Path, creds: Credentials, force: bool = False, reporter: Reporter = SILENT
+) -> Path:
+    """Download the competition zip into ``download_dir`` with the kaggle client; return its path.
+
+    Without ``force`` the client resumes a partial file it left there (HTTP Range). Maps client
+    errors: HTTP 401/403 to :class:`BadInputError` (403: accept the rules at :data:`RULES_URL`),
+    404, other HTTP errors, network failures and timeouts to :class:`JobFailedError`. Messages are
+    scrubbed of credentials.
+    """
+    import requests
+
+    download_dir.mkdir(parents=True, exist_ok=True)
+    api = _kaggle_api(creds)
+    target = download_dir / ARCHIVE_NAME
+    try:
+        # The client prints status lines to stdout; stdout belongs to our result (--json).
+        with _watch_download(target, reporter), contextlib.redirect_stdout(sys.stderr):
+            api.competition_download_files(
+                COMPETITION, path=str(download_dir), force=force, quiet=True
+            )
+    except requests.HTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        detail = _scrub(str(e), creds)
+        if status == 403:
+            raise BadInputError(
+                f"Kaggle refused the download (HTTP 403: {detail}). Sign in and accept the "
+                f"competition rules at {RULES_URL}, then rerun."
+            ) from None
+        if status == 401:
+            raise BadInputError(
+                f"Kaggle rejected the credentials from {creds.source} (HTTP 401). Create a new "
+                f"token at {TOKEN_URL}."
+            ) from None
+        if status == 404:
+            raise JobFailedError(
+                f"Kaggle does not know the competition {COMPETITION!r} (HTTP 404: {detail}). "
+                "Check https://www.kaggle.com/competitions and your kaggle client version."
+            ) from None
+        raise JobFailedError(
+            f"Kaggle answered HTTP {status} ({detail}). Try again later; rerun to resume."
+        ) from None
+    except (requests.RequestException, ValueError) as e:
+        # Connection errors, timeouts, truncated transfers (after the client's own retries) and
+        # its size check (ValueError) are all worth a plain retry: the partial file stays.
+        raise JobFailedError(
+            f"downloading from Kaggle failed ({type(e).__name__}: {_scrub(str(e), creds)}). "
+            "Check your connection and rerun: the download resumes where it stopped."
+        ) from None
+    except OSError as e:
+        raise JobFailedError(f"{download_dir}: cannot write the download ({e}).") from None
+    if not target.is_file():
+        found = sorted(p.name for p in download_dir.iterdir())
+        raise JobFailedError(
+            f"the kaggle client did not produce {ARCHIVE_NAME} in {download_dir} (found: "
+            f"{', '.join(found) or 'nothing'}). Rerun with --force."
+        )
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractStats:
+    """What :func:`extract_competition` wrote (unique file counts)."""
+
+    n_train: int = 0
+    n_test: int = 0
+    labels: bool = False
+    benchmarks: list[str] = field(default_factory=list)
+    n_ignored: int = 0
+    seconds: float = 0.0
+
+    @property
+    def n_files(self) -> int:
+        return self.n_train + self.n_test + int(self.labels) + len(self.benchmarks)
+
+
+class CorruptArchiveError(Exception):
+    """An archive (or a zip nested in it) cannot be read; ``str`` names it and the cause."""
+
+
+def _parts(name: str) -> list[str]:
+    return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def check_member(info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse a zip member that could land outside the folder it is extracted into.
+
+    Absolute paths, drive letters, ``..`` components and entries whose Unix mode (zip external
+    attributes) is a symlink, device, FIFO or socket raise :class:`BadInputError` naming the member.
+    """
+    name = info.filename
+    norm = name.replace("\\", "/")
+    problem = None
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
+        problem = "has an absolute path"
+    elif ".." in norm.split("/"):
+        problem = "has a '..' component"
+    elif "\x00" in name:
+        problem = "has a NUL byte in its name"
+    else:
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            problem = "is a symlink or special file, not a regular file"
+    if problem:
+        raise BadInputError(
+            f"archive member {name!r} in {where} {problem}; refusing to extract it (it would land "
+            "outside the target folder). This is not the Kaggle archive: delete it."
+        )
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    # Plain os calls: one open/write/close per image, no Python buffering layers (141k files).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class _Extractor:
+    """Walks nested zips and writes their files into the layout under ``dest``."""
+
+    def __init__(self, dest: Path, scratch: Path, reporter: Reporter, workers: int) -> None:
+        self.dest = dest
+        self.scratch = scratch
+        self.reporter = reporter
+        self.workers = workers
+        self.images: dict[str, set[str]] = {TRAIN_IMAGES: set(), TEST_IMAGES: set()}
+        self.stats = ExtractStats()
+
+    def run_file(self, source: Path | IO[bytes], chain: tuple[str, ...]) -> None:
+        where = " in ".join(reversed(chain))
+        try:
+            zf = zipfile.ZipFile(source)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise CorruptArchiveError(f"{where} is not a readable zip ({e})") from None
+        with zf:
+            self._zip(zf, chain)
+
+    def _zip(self, zf: zipfile.ZipFile, chain: tuple[str, ...]) -> None:
+        where = " in ".join(reversed(chain))
+        infos = zf.infolist()
+        for info in infos:  # all of them first: nothing from a hostile archive gets written
+            check_member(info, where)
+        images: dict[str, list[zipfile.ZipInfo]] = {TRAIN_IMAGES: [], TEST_IMAGES: []}
+        nested: list[zipfile.ZipInfo] = []
+        for info in infos:
+            parts = _parts(info.filename)
+            if info.is_dir() or not parts:
+                continue
+            base = parts[-1]
+            suffix = os.path.splitext(base)[1].lower()
+            if "__MACOSX" in parts:  # macOS resource forks, named like the real files
+                self.stats.n_ignored += 1
+            elif suffix == ".zip":
+                nested.append(info)
+            elif suffix == ".csv":
+                self._csv(zf, info, base, where)
+            elif _IMAGE_NAME.match(base) and (folder := _image_folder(parts[:-1], chain)):
+                images[folder].append(info)
+            else:
+                self.stats.n_ignored += 1
+        for folder, members in images.items():
+            if members:
+                self._images(zf, members, folder, chain)
+        for info in nested:
+            self._nested(zf, info, chain)
+
+    def _read(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:
+        try:
+            return zf.read(info)  # checks the CRC
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+            raise CorruptArchiveError(f"{info.filename} in {where} cannot be read ({e})") from None
+
+    def _csv(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, base: str, where: str) -> None:
+        data = self._read(zf, info, where)
+        if base.lower() == LABELS_CSV:
+            _write_file(self.dest / LABELS_CSV, data)
+            self.stats.labels = True
+        else:
+            (self.dest / BENCHMARKS_DIR).mkdir(exist_ok=True)
+            _write_file(self.dest / BENCHMARKS_DIR / base, data)
+            if base not in self.stats.benchmarks:
+                self.stats.benchmarks.append(base)
+
+    def _images(
+        self,
+        zf: zipfile.ZipFile,
+        members: list[zipfile.ZipInfo],
+        folder: str,
+        chain: tuple[str, ...],
+    ) -> None:
+        where = " in ".join(reversed(chain))
+        out = self.dest / folder
+        out.mkdir(exist_ok=True)
+        self.images[folder].update(_parts(i.filename)[-1] for i in members)
+
+        def work(chunk: list[zipfile.ZipInfo]) -> int:
+            # ZipFile reads are thread-safe (a lock around the shared file); decompression, CRC
+            # and the file writes release the GIL, so threads overlap them.
+            for info in chunk:
+                _write_file(out / _parts(info.filename)[-1], self._read(zf, info, where))
+            return len(chunk)
+
+        chunks = [members[i : i + _CHUNK] for i in range(0, len(members), _CHUNK)]
+        with self.reporter.task(f"Extracting {chain[-1]} → {folder}/", total=len(members)) as task:
+            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="galaxyzoo-extract")
+            try:
+                for n in pool.map(work, chunks):
+                    task.advance(n)
+            finally:
+                # On an error or Ctrl-C, do not start the chunks still queued.
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _nested(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, chain: tuple[str, ...]) -> None:
+        where = " in ".join(reversed(chain))
+        name = _parts(info.filename)[-1]
+        # A ZipFile over a member stream would re-decompress from the start on every backward
+        # seek (Python < 3.12), so the inner zip is read out first: into memory when it fits
+        # comfortably, since extraction is bound by disk writes (this saves ~1.8 GB of them),
+        # else into a scratch file.
+        if info.file_size <= _memory_budget():
+            self.run_file(io.BytesIO(self._read(zf, info, where)), (*chain, name))
+            return
+        fd, tmp = tempfile.mkstemp(suffix=".zip", dir=self.scratch)
+        tmp_path = Path(tmp)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    with zf.open(info) as src:
+                        shutil.copyfileobj(src, out, 1 << 22)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+                    raise CorruptArchiveError(f"{name} in {where} cannot be read ({e})") from None
+            self.run_file(tmp_path, (*chain, name))
+        finally:
+            tmp_path.unlink(missing_ok=True)
+
+
+def _memory_budget() -> int:
+    """Bytes of one inner zip we are willing to hold in memory: a quarter of the free RAM."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return 0
+
+
+def _image_folder(dirs: list[str], chain: tuple[str, ...]) -> str | None:
+    """The layout folder of an image: the nearest enclosing folder or zip named like one."""
+    for name in reversed([os.path.splitext(z)[0] for z in chain] + dirs):
+        for folder in (TRAIN_IMAGES, TEST_IMAGES):
+            if name.lower() == folder:
+                return folder
+    return None
+
+
+def extract_competition(
+    archive: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    reporter: Reporter = SILENT,
+    workers: int | None = None,
+) -> ExtractStats:
+    """Extract the competition zip (zips nested at any depth) into the layout under ``dest``.
+
+    Writes ``images_training_rev1/<id>.jpg``, ``images_test_rev1/<id>.jpg``,
+    ``training_solutions_rev1.csv`` and other CSVs into ``benchmarks/``, wherever they sit in the
+    archive (an image's folder is the nearest enclosing folder or zip named like one). Other files
+    are counted as ignored. ``dest`` must be empty or absent. Unsafe members raise
+    :class:`BadInputError` (see :func:`check_member`); unreadable zips raise
+    :class:`CorruptArchiveError`. ``workers``: threads writing images (default: CPUs + 2, at most 4:
+    more threads contend for the one directory).
+    """
+    start = time.perf_counter()
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise ValueError(f"{dest} is not empty")
+    workers = workers or min(4, (os.cpu_count() or 1) + 2)
+    with tempfile.TemporaryDirectory(prefix=".nested-", dir=dest) as scratch:
+        ex = _Extractor(dest, Path(scratch), reporter, workers)
+        ex.run_file(archive, (archive.name,))
+    stats = ex.stats
+    stats.n_train = len(ex.images[TRAIN_IMAGES])
+    stats.n_test = len(ex.images[TEST_IMAGES])
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# The whole fetch
+# --------------------------------------------------------------------------------------------
+
+
+def _verified(data_dir: Path) -> LayoutReport | None:
+    """The layout report when a previous fetch completed here and the files are still all there."""
+    marker = data_dir / MARKER
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))["counts"]
+        report = check_layout(data_dir, require_test=True)
+    except (OSError, ValueError, KeyError, TypeError, BadInputError):
+        return None
+    now = report.as_dict()
+    keys = ("n_labels", "n_train_images", "n_test_images")
+    same = all(now.get(k) == recorded.get(k) for k in keys)
+    return report if same else None
+
+
+def _refuse_foreign_data(data_dir: Path) -> None:
+    """Do not replace data that no fetch of ours put there (e.g. synthetic or hand-made)."""
+    if (data_dir / MARKER).exists() or (data_dir / STATE_DIR).exists():
+        return
+    present = [n for n in (TRAIN_IMAGES, TEST_IMAGES, LABELS_CSV) if (data_dir / n).exists()]
+    if present:
+        raise BadInputError(
+            f"{data_dir} already holds {', '.join(present)} that `galaxyzoo fetch` did not "
+            "download. Rerun with --force to replace it, or choose another --data-dir."
+        )
+
+
+def _install(work: Path, data_dir: Path, trash: Path) -> None:
+    """Move the extracted files into place, replacing older ones."""
+    trash.mkdir(parents=True, exist_ok=True)
+    for name in (BENCHMARKS_DIR, TEST_IMAGES, TRAIN_IMAGES, LABELS_CSV):
+        src, dst = work / name, data_dir / name
+        if not src.exists():
+            continue
+        if dst.is_dir() and not dst.is_symlink():
+            dst.rename(trash / name)  # a rename is instant; the old tree is deleted afterwards
+        os.replace(src, dst)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def fetch_kaggle(
+    data_dir: str | os.PathLike[str],
+    force: bool = False,
+    keep_archives: bool = False,
+    reporter: Reporter = SILENT,
+) -> FetchResult:
+    """Download, extract and verify the Kaggle competition data in ``data_dir``.
+
+    Idempotent: a folder that a previous fetch completed and that still verifies is not touched
+    (``skipped=True``), and needs neither credentials nor network. Resumable: a partial download is
+    resumed and a complete download is reused. ``force`` starts over. ``keep_archives`` keeps the
+    downloaded zip in ``data_dir/archives/`` (and a kept zip is reused instead of downloading).
+    Raises :class:`BadInputError` (no credentials, rules not accepted, unsafe archive member, data
+    from elsewhere in the folder) or :class:`JobFailedError` (network, unknown competition, corrupt
+    or incomplete archive).
+    """
+    start = time.perf_counter()
+    data_dir = Path(data_dir)
+    state = data_dir / STATE_DIR
+    download_dir = state / "download"
+    kept = data_dir / ARCHIVES_DIR / ARCHIVE_NAME
+    if force:
+        shutil.rmtree(state, ignore_errors=True)
+    else:
+        report = _verified(data_dir)
+        if report is None and (data_dir / MARKER).exists():
+            reporter.log(f"{data_dir} no longer matches what was fetched; fetching again.")
+        if report is not None:
+            reporter.log(f"{data_dir} is complete and verified; not downloading again.")
+            return FetchResult(
+                data_dir, False, True, report, time.perf_counter() - start, _benchmarks(data_dir)
+            )
+        _refuse_foreign_data(data_dir)
+    (data_dir / MARKER).unlink(missing_ok=True)  # from here on the folder is not complete
+
+    done_file = download_dir / "complete.json"
+    downloaded = False
+    if not force and kept.is_file():
+        archive = kept
+        reporter.log(f"Using the kept archive {kept}.")
+    elif not force and _download_complete(done_file):
+        archive = download_dir / ARCHIVE_NAME
+        reporter.log(f"Using the archive downloaded earlier ({archive}).")
+    else:
+        creds = find_credentials(reporter)
+        reporter.log(f"Downloading {COMPETITION} with the kaggle client ({creds.source}).")
+        archive = download_competition(download_dir, creds, force=force, reporter=reporter)
+        write_json_atomic(done_file, {"file": archive.name, "size": archive.stat().st_size})
+        downloaded = True
+
+    work = state / "extract"
+    shutil.rmtree(work, ignore_errors=True)  # a previous extraction may have been interrupted
+    try:
+        stats = extract_competition(archive, work, reporter)
+    except CorruptArchiveError as e:
+        shutil.rmtree(state, ignore_errors=True)
+        if archive == kept:
+            kept.unlink(missing_ok=True)
+        raise JobFailedError(
+            f"the downloaded archive is corrupt: {e}. Removed it; rerun `galaxyzoo fetch --force` "
+            "to download it again."
+        ) from None
+    except BadInputError:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+    missing = [
+        what
+        for what, ok in (
+            (TRAIN_IMAGES, stats.n_train),
+            (TEST_IMAGES, stats.n_test),
+            (LABELS_CSV, stats.labels),
+        )
+        if not ok
+    ]
+    if missing:
+        shutil.rmtree(state, ignore_errors=True)
+        raise JobFailedError(
+            f"the archive holds no {', '.join(missing)}. Rerun `galaxyzoo fetch --force`."
+        )
+    reporter.log(
+        f"Extracted {stats.n_files:,} files in {stats.seconds:.1f} s; checking the layout."
+    )
+    _install(work, data_dir, state / "old")
+    report = check_layout(data_dir, require_test=True)
+    if (report.n_train_images, report.n_test_images) != (stats.n_train, stats.n_test):
+        raise JobFailedError(
+            f"{data_dir}: expected {stats.n_train:,} training and {stats.n_test:,} test images "
+            f"from the archive, found {report.n_train_images:,} and {report.n_test_images:,}. "
+            "Rerun `galaxyzoo fetch --force`."
+        )
+    kept_path = None
+    if keep_archives:
+        if archive != kept:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(archive, kept)
+        kept_path = kept
+    elif archive == kept:
+        kept.unlink()
+        with contextlib.suppress(OSError):
+            kept.parent.rmdir()  # only if empty
+    shutil.rmtree(state, ignore_errors=True)
+    write_json_atomic(
+        data_dir / MARKER,
+        {
+            "competition": COMPETITION,
+            "counts": {k: v for k, v in report.as_dict().items() if k != "data_dir"},
+            "benchmarks": stats.benchmarks,
+            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+    return FetchResult(
+        data_dir,
+        downloaded,
+        False,
+        report,
+        time.perf_counter() - start,
+        sorted(stats.benchmarks),
+        kept_path,
+    )
+
+
+def _download_complete(done_file: Path) -> bool:
+    """Whether an earlier run finished the download (size recorded after the client returned)."""
+    try:
+        done = json.loads(done_file.read_text(encoding="utf-8"))
+        return (done_file.parent / done["file"]).stat().st_size == done["size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _benchmarks(data_dir: Path) -> list[str]:
+    folder = data_dir / BENCHMARKS_DIR
+    return sorted(p.name for p in folder.glob("*.csv")) if folder.is_dir() else []

@@ -1,0 +1,165 @@
+"""timm backbones: any timm architecture as a feature extractor (the head is ours).
+
+Weights come from timm's normal hub path (cached after the first download) or, offline, from a
+local file (``--weights FILE``). Without either, the error says so at once instead of letting the
+hub client retry for most of a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from torch import nn
+
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.models.registry import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelSpec,
+    register_model,
+)
+
+BACKBONE_CROP = 256
+"""Centre crop (424-px frame) for backbones: it holds the galaxy light with a margin."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection quickly (honours HF_ENDPOINT)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Make the hub client use its local cache only (it reads this flag at call time)."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def create_backbone(
+    arch: str, channels: int, pretrained: bool, weights: str | os.PathLike[str] | None
+) -> nn.Module:
+    """A timm model without classifier (``num_classes=0``): images → pooled features."""
+    import timm
+
+    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": channels}
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise BadInputError(f"--weights {path}: file not found. Give a local weights file.")
+        try:
+            model = timm.create_model(
+                arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+            )
+            # timm loads leniently when it adapts a model; every backbone tensor must come from
+            # the file, or these are weights of another architecture.
+            missing = sorted(set(model.state_dict()) - set(timm.models.load_state_dict(str(path))))
+        except (RuntimeError, ValueError, KeyError, OSError) as e:
+            missing = [(str(e).strip().splitlines() or [type(e).__name__])[0][:200]]
+        if missing:
+            raise BadInputError(
+                f"--weights {path}: cannot load into {arch} (missing {', '.join(missing[:3])}"
+                f"{'…' if len(missing) > 3 else ''}). "
+                "Give weights saved from the same architecture."
+            )
+        return model
+    if not pretrained:
+        return timm.create_model(arch, pretrained=False, **kwargs)
+    if _hub_reachable():
+        return timm.create_model(arch, pretrained=True, **kwargs)
+    try:
+        with _hub_offline():
+            return timm.create_model(arch, pretrained=True, **kwargs)
+    except Exception:  # any failure of the cache lookup means: no weights here
+        raise BadInputError(
+            f"{arch}: pretrained weights are not cached and the Hugging Face hub is unreachable. "
+            "Give a local file with --weights FILE, or train from scratch with --no-pretrained."
+        ) from None
+
+
+def _factory(arch: str) -> Any:
+    def factory(
+        channels: int, pretrained: bool = False, weights: str | None = None, **_: object
+    ) -> nn.Module:
+        return create_backbone(arch, channels, pretrained, weights)
+
+    return factory
+
+
+def timm_spec(arch: str) -> ModelSpec:
+    """A spec for any timm architecture, with its input size and normalisation from timm."""
+    import timm
+
+    if not timm.is_model(arch):
+        raise BadInputError(
+            f"--model timm/{arch}: timm has no such architecture. "
+            "See timm.list_models() for names (e.g. timm/resnet50, timm/convnext_tiny)."
+        )
+    cfg = timm.get_pretrained_cfg(arch)
+    has_weights = cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
+    size = cfg.input_size[-1] if cfg is not None else 224
+    return ModelSpec(
+        name=f"timm/{arch}",
+        kind="timm",
+        factory=_factory(arch),
+        description=f"timm {arch}",
+        channels=3,
+        image_size=size,
+        crop=BACKBONE_CROP,
+        mean=tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN,
+        std=tuple(cfg.std) if cfg is not None else IMAGENET_STD,
+        pretrained=has_weights,
+    )
+
+
+for _name, _desc in (
+    ("resnet18", "ResNet-18 (ImageNet): the notebook's frozen-feature transfer model."),
+    ("densenet121", "DenseNet-121 (ImageNet): the notebook's other frozen-feature model."),
+    ("resnet50", "ResNet-50 (ImageNet): the strong later single-model baseline when fine-tuned."),
+    ("convnext_tiny", "ConvNeXt-Tiny (ImageNet): a modern backbone."),
+):
+    register_model(
+        _name,
+        kind="timm",
+        description=_desc,
+        channels=3,
+        image_size=224,
+        crop=BACKBONE_CROP,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        pretrained=True,
+    )(_factory(_name))
+
+register_model(
+    "test_timm",
+    kind="timm",
+    description="timm's tiny test_resnet, for tests of the backbone path.",
+    channels=3,
+    image_size=32,
+    crop=BACKBONE_CROP,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    pretrained=True,
+    test=True,
+)(_factory("test_resnet"))

@@ -1,0 +1,127 @@
+"""Custom networks trained from scratch: the notebook's two, ours, and a tiny one for tests.
+
+Each factory returns a feature extractor (images → (B, F)) with ``num_features``; sizes are derived
+from the input, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from galaxyzoo_cli.models.registry import register_model
+
+
+def _flat_size(module: nn.Module, channels: int, image_size: int) -> int:
+    with torch.no_grad():
+        return int(module(torch.zeros(1, channels, image_size, image_size)).flatten(1).shape[1])
+
+
+class _Sequential(nn.Sequential):
+    def __init__(self, *layers: nn.Module, num_features: int) -> None:
+        super().__init__(*layers)
+        self.num_features = num_features
+
+
+@register_model(
+    "convnet",
+    kind="custom",
+    description="The notebook's ConvNet: 3 conv layers (10/20/40, kernel 4) + max-pool, FC 300.",
+    channels=1,
+    image_size=64,
+    crop=256,
+)
+def convnet(channels: int, image_size: int, **_: object) -> nn.Module:
+    convs = nn.Sequential(
+        nn.Conv2d(channels, 10, 4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(10, 20, 4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(20, 40, 4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    flat = _flat_size(convs, channels, image_size)  # 1000 for 64-px input, as in the notebook
+    return _Sequential(convs, nn.Linear(flat, 300), nn.ReLU(), num_features=300)
+
+
+@register_model(
+    "linnet",
+    kind="custom",
+    description="The notebook's LinNet: one hidden fully connected layer of 300 units.",
+    channels=1,
+    image_size=64,
+    crop=256,
+)
+def linnet(channels: int, image_size: int, **_: object) -> nn.Module:
+    return _Sequential(
+        nn.Flatten(),
+        nn.Linear(channels * image_size * image_size, 300),
+        nn.ReLU(),
+        num_features=300,
+    )
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class GalaxyNet(nn.Module):
+    """A compact CNN for centred galaxies: a strided stem, batch norm, global pooling.
+
+    The strided stem keeps the cost low on CPUs (most of a VGG-style net's time goes to the
+    full-resolution layers); global average and max pooling make the features independent of where
+    (and, with rotation augmentation, how rotated) a structure appears.
+    """
+
+    def __init__(self, channels: int, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        stem = nn.Conv2d(channels, w, 3, stride=2, padding=1, bias=False)
+        self.stages = nn.Sequential(
+            stem,
+            nn.BatchNorm2d(w),
+            nn.ReLU(),
+            *_block(w, w),
+            nn.MaxPool2d(2),
+            *_block(w, 2 * w),
+            *_block(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            *_block(2 * w, 4 * w),
+            *_block(4 * w, 4 * w),
+            nn.MaxPool2d(2),
+            *_block(4 * w, 8 * w),
+        )
+        self.num_features = 16 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(x)
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+
+
+@register_model(
+    "galaxynet",
+    kind="custom",
+    description="Our CPU-friendly CNN: strided stem, 6 conv layers, batch norm, avg+max pooling.",
+    channels=3,
+    image_size=64,
+    crop=208,
+)
+def galaxynet(channels: int, **_: object) -> nn.Module:
+    return GalaxyNet(channels, width=16)
+
+
+@register_model(
+    "test_tiny",
+    kind="custom",
+    description="A tiny CNN for tests (milliseconds per batch).",
+    channels=1,
+    image_size=24,
+    crop=256,
+    test=True,
+)
+def test_tiny(channels: int, **_: object) -> nn.Module:
+    return GalaxyNet(channels, width=2)

@@ -1,0 +1,239 @@
+"""`galaxyzoo plot` and `galaxyzoo preview`: real PNGs from a tiny run trained on synthetic data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from galaxyzoo_cli import plotting
+from galaxyzoo_cli.cli import app
+from galaxyzoo_cli.data import Catalogue
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.metrics import question_scores
+from galaxyzoo_cli.schema import QUESTIONS, question
+from galaxyzoo_cli.synthetic import generate
+from galaxyzoo_cli.training import TrainConfig, train
+
+RUN_FIGURES = ("loss.png", "accuracy.png", "scatter.png", "gallery.png")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data folder, run folder): 60 synthetic galaxies and a 2-epoch test_tiny run (read-only)."""
+    root = tmp_path_factory.mktemp("plotting")
+    data_dir = root / "data"
+    generate(data_dir=data_dir, n_train=60, n_test=0, seed=0)
+    config = TrainConfig(model="test_tiny", epochs=2, batch_size=16, device="cpu", cache=False)
+    result = train(config, data_dir=data_dir, runs_dir=root / "runs")
+    return data_dir, result.run_dir
+
+
+@pytest.fixture(autouse=True)
+def _no_data_dir_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GALAXYZOO_DATA_DIR", raising=False)
+
+
+def copy_run(run_dir: Path, dest: Path) -> Path:
+    """A copy of a run folder without its plots, safe to change."""
+    return Path(shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("*.png")))
+
+
+def move_data_away(run_dir: Path) -> None:
+    """Point the run's config.json at a data folder that does not exist."""
+    path = run_dir / "config.json"
+    config = json.loads(path.read_text())
+    config["data"]["data_dir"] = str(run_dir / "moved-away")
+    path.write_text(json.dumps(config))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Pixel size of a PNG, after checking that it is one and decodes completely."""
+    assert path.stat().st_size > 1000, path
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        im.load()
+        return im.size
+
+
+# ---------------------------------------------------------------------------------------------
+# plot
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plot_two_runs_writes_figures_into_each_run_and_a_comparison(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, run_dir = tiny
+    first = copy_run(run_dir, tmp_path / "first")
+    second = copy_run(run_dir, tmp_path / "second")
+    move_data_away(second)  # its galaxies are gone: only its curves can be drawn
+
+    result = plotting.plot_runs([first, second], device="cpu", use_cache=False)
+
+    expected = [first / f for f in RUN_FIGURES] + [second / "loss.png", first / "compare.png"]
+    assert result.paths == expected
+    [note] = result.skipped
+    assert (
+        note.startswith("second: accuracy.png, scatter.png, gallery.png (") and "moved-away" in note
+    )
+    for path in expected:
+        width, height = png_size(path)
+        assert 600 <= width <= 2500 and 300 <= height <= 2000, (path, width, height)
+    assert sorted(second.glob("*.png")) == [second / "loss.png"]
+    assert json.loads(json.dumps(result.as_dict()))["paths"] == [str(p) for p in expected]
+    assert result.summary().splitlines() == [str(p) for p in expected]
+
+
+def test_plot_cli_json_lists_the_files_written_into_out(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, run_dir = tiny
+    out = tmp_path / "figures" / "nested"
+
+    result = CliRunner().invoke(
+        app, ["plot", str(run_dir), "--out", str(out), "--device", "cpu", "--no-cache", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    paths = [Path(p) for p in report["paths"]]
+    assert [p.name for p in paths] == list(RUN_FIGURES)
+    assert all(p.parent == out and p.is_file() and png_size(p) for p in paths)
+    assert sorted(out.iterdir()) == sorted(paths)  # one run: no prefix, no compare.png
+    assert report["runs"] == [str(run_dir)]
+
+
+def test_plot_runs_sharing_a_folder_get_prefixed_names(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A run given twice (folder and checkpoint) into one --out: no file overwrites another."""
+    _, run_dir = tiny
+    run = copy_run(run_dir, tmp_path / "run")
+    move_data_away(run)
+    out = tmp_path / "out"
+
+    result = plotting.plot_runs([run, run / "weights" / "best.pt"], out_dir=out, device="cpu")
+
+    assert [p.name for p in result.paths] == ["run-loss.png", "run-2-loss.png", "compare.png"]
+    assert all(p.parent == out and png_size(p) for p in result.paths)
+
+
+def test_plot_run_with_nothing_to_plot_is_bad_input(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, run_dir = tiny
+    run = copy_run(run_dir, tmp_path / "run")
+    (run / "metrics.csv").unlink()
+    move_data_away(run)
+
+    with pytest.raises(BadInputError, match="nothing to plot: metrics.csv has no rows.*moved-away"):
+        plotting.plot_runs([run], device="cpu")
+    # A data folder without the run's galaxies is the same situation.
+    other = tmp_path / "other"
+    generate(data_dir=other, n_train=4, n_test=0, seed=1)
+    with pytest.raises(BadInputError, match="none of the run's validation galaxies"):
+        plotting.plot_runs([run], device="cpu", data_dir=other)
+    assert not list(run.glob("*.png"))
+
+
+def test_plot_cli_bad_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "no-such-run")])
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "no-such-run" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Path) -> None:
+    from matplotlib.patches import Rectangle
+
+    rng = np.random.default_rng(0)
+    labels = rng.random((20, 37))
+    labels[:, question(9).slice] = np.nan  # no galaxy has Q9 labelled
+    pred = rng.random((20, 37))
+    cat = Catalogue(tmp_path, np.arange(20), labels, [])
+    part = plotting._Predicted(cat, pred, question_scores(pred, labels))
+    run = plotting._RunData("run", tmp_path, "mse", [], val=part, train=part)
+
+    fig = plotting._accuracy_figure(run)
+
+    ax = fig.axes[0]
+    heights = [bar.get_height() for bar in ax.patches if isinstance(bar, Rectangle)]
+    assert len(heights) == 2 * (len(QUESTIONS) - 1)  # Q9 has no bar, in either series
+    assert all(0 < h <= 1 for h in heights)
+    assert [t.get_text() for t in ax.texts if t.get_text() == "no labels"] == ["no labels"] * 2
+    assert ax.get_xticklabels()[0].get_text() == "Q1 smooth…"
+    plotting._pyplot().close(fig)
+
+
+def test_top_path_follows_the_volunteers_answers_down_the_tree() -> None:
+    spiral = np.zeros(37)
+    for number, answers in {1: [0.1, 0.9, 0], 2: [0.1, 0.8], 4: [0.7, 0.1], 6: [0.2, 0.8]}.items():
+        spiral[question(number).slice] = answers
+    smooth = np.zeros(37)
+    smooth[question(1).slice] = [0.8, 0.2, 0.0]
+    unlabelled = np.full(37, np.nan)
+
+    assert plotting._top_path(spiral) == [1, 2, 3, 4, 5, 10, 11]
+    assert plotting._top_path(smooth) == [1, 7]
+    assert plotting._top_path(unlabelled) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# preview
+# ---------------------------------------------------------------------------------------------
+
+
+def test_preview_grid_grows_with_rows_and_columns(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, _ = tiny
+    sizes = {}
+    for n, transforms in (
+        (2, ["original"]),
+        (4, ["original"]),
+        (2, ["original", "gray", "size=32"]),
+    ):
+        out = tmp_path / f"{n}x{len(transforms)}.png"
+        result = plotting.preview(data_dir, n=n, transforms=transforms, out=out)
+        assert result.out == out and len(result.galaxy_ids) == n
+        assert result.transforms == transforms
+        sizes[n, len(transforms)] = png_size(out)
+
+    assert sizes[4, 1][0] > sizes[2, 1][0] * 1.5  # more galaxies: wider
+    assert sizes[2, 3][1] > sizes[2, 1][1] * 2  # more transforms: taller
+    assert sizes[2, 3][0] == pytest.approx(sizes[2, 1][0], rel=0.1)
+
+
+def test_preview_cli_writes_one_row_per_transform(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, _ = tiny
+    out = tmp_path / "x.png"
+    args = ["preview", "--data-dir", str(data_dir), "--out", str(out), "-n", "3"]
+    args += ["--transform", "gray,crop=256,size=64", "--transform", "original", "--json"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["out"] == str(out) and len(report["galaxy_ids"]) == 3
+    assert report["transforms"] == ["gray,crop=256,size=64", "original"]
+    width, height = png_size(out)
+    assert width > height  # 3 galaxies side by side, 2 rows
+
+
+def test_preview_cli_bad_transform_is_exit_2(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, _ = tiny
+    out = tmp_path / "x.png"
+    args = ["preview", "--data-dir", str(data_dir), "--out", str(out), "--transform", "blur=3"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 2, result.output
+    assert "--transform" in result.stderr and "blur=3" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
