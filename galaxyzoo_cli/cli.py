@@ -124,7 +124,12 @@ def _run(fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 
 def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
-    """The command's result: JSON on stdout with --json, else the human summary."""
+    """The command's result: JSON on stdout with --json, else the human summary.
+
+    Under torchrun only rank 0 reports, so stdout holds one result.
+    """
+    if os.environ.get("RANK", "0") != "0":
+        return
     if as_json:
         typer.echo(json.dumps(obj, indent=2, default=str))
     else:

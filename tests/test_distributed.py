@@ -1,0 +1,38 @@
+"""torchrun: DistributedDataParallel over two CPU processes (gloo); only rank 0 writes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from galaxyzoo_cli.runs import load_checkpoint, read_metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_torchrun_two_cpu_processes(synthetic_data: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-port", str(_free_port()), "-m", "galaxyzoo_cli", "train", "--model", "test_tiny",
+        "--epochs", "2", "--batch-size", "16", "--device", "cpu", "--name", "ddp",
+        "--data-dir", str(synthetic_data), "--runs-dir", str(runs), "--json",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in runs.iterdir()) == ["ddp"]  # one folder, written by rank 0
+    config = json.loads((runs / "ddp" / "config.json").read_text())
+    assert config["world_size"] == 2
+    assert json.loads(proc.stdout)["epochs_run"] == 2  # one JSON object: rank 0's
+    assert "rank 0 of 2" in proc.stderr and "rank 1 of 2" in proc.stderr
+    assert [r["epoch"] for r in read_metrics(runs / "ddp")] == [1, 2]
+    assert load_checkpoint(runs / "ddp" / "weights" / "last.pt")["epoch"] == 2
