@@ -227,7 +227,7 @@ def main() -> None:
     )
 
     # 2. The notebook's ConvNet configuration: one epoch.
-    x = torch.from_numpy(np.asarray(images)).float().div(255.0)
+    x = torch.from_numpy(np.array(images)).float().div(255.0)
     y = torch.from_numpy(np.nan_to_num(labels))
     compute = model_compute(x, y, args.epochs)
     nb_epoch = notebook_epoch(paths, labels, args.epochs)
@@ -251,22 +251,39 @@ def main() -> None:
         )
     )
 
-    # 3. predict over a large folder, in a child process to measure its peak memory.
-    from galaxyzoo_cli.runs import resolve_run
+    # 3. predict over a large folder, in a child process to measure its peak memory: the
+    # notebook's ConvNet (just trained) and our default model (one quick epoch: speed only).
+    from galaxyzoo_cli.training import TrainConfig, train
 
-    run = next(p for p in (work / "runs").iterdir() if p.is_dir())
-    resolve_run(run)
+    convnet_run = next(p for p in (work / "runs").iterdir() if p.is_dir())
+    default_run = train(
+        TrainConfig(epochs=1, limit=n, device="cpu"),
+        data_dir=args.data_dir,
+        runs_dir=work / "runs2",
+    ).run_dir
     test_dir = work / "test"
     test_dir.mkdir()
     link = os.link if os.stat(paths[0]).st_dev == os.stat(work).st_dev else shutil.copyfile
     for i in range(args.predict_images):
         link(paths[i % n], test_dir / f"{100000 + i}.jpg")
-    for tta, cache in ((1, True), (1, False), (8, True)):
+    cases = [
+        ("ConvNet", convnet_run, 1, False),
+        ("ConvNet", convnet_run, 1, True),
+        ("ConvNet", convnet_run, 1, True),
+        ("ConvNet", convnet_run, 8, True),
+        ("galaxynet (default)", default_run, 1, True),
+        ("galaxynet (default)", default_run, 1, True),
+        ("galaxynet (default)", default_run, 8, True),
+    ]
+    built: set[Path] = set()
+    for label, run, tta, cache in cases:
+        state = "no cache" if not cache else ("warm cache" if run in built else "cold cache")
+        built.update([run] if cache else [])
         r = predict_in_child(run, test_dir, work / "sub.csv", tta, cache)
         ips = r["n"] / r["seconds"]
         rows.append(
             (
-                f"predict ConvNet, tta {tta}, {'cache' if cache else 'no cache'}",
+                f"predict {label}, tta {tta}, {state}",
                 f"{ips:,.0f}/s",
                 f"{r['n']:,} images, peak RSS {r['peak_rss_mb']:.0f} MB; "
                 f"{KAGGLE_TEST:,} test images: {KAGGLE_TEST / ips:.0f} s",

@@ -240,16 +240,20 @@ class Catalogue:
         )
 
 
-def load_catalogue(data_dir: str | os.PathLike[str]) -> Catalogue:
+def _require_folder(data_dir: Path) -> None:
+    if not data_dir.is_dir():
+        raise BadInputError(f"{data_dir}: data folder not found. {FETCH_HINT}, or set --data-dir.")
+
+
+def load_catalogue(data_dir: str | os.PathLike[str], table: LabelTable | None = None) -> Catalogue:
     """The labelled training galaxies of a data folder, sorted by GalaxyID.
 
     Rows without an image and images without a row are counted and left out; none matching is an
-    error.
+    error. ``table``: the folder's labels if already read.
     """
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise BadInputError(f"{data_dir}: data folder not found. {FETCH_HINT}, or set --data-dir.")
-    table = read_labels(data_dir / LABELS_CSV)
+    _require_folder(data_dir)
+    table = table or read_labels(data_dir / LABELS_CSV)
     image_ids, paths = list_images(data_dir / TRAIN_IMAGES)
     in_images = np.isin(table.ids, image_ids)
     if not in_images.any():
@@ -304,7 +308,9 @@ def check_layout(data_dir: str | os.PathLike[str], require_test: bool = False) -
     """Validate a Kaggle-layout folder: the labels CSV (and its tree sums), the training images and
     the test images."""
     data_dir = Path(data_dir)
-    cat = load_catalogue(data_dir)
+    _require_folder(data_dir)
+    table = read_labels(data_dir / LABELS_CSV)
+    cat = load_catalogue(data_dir, table)
     test_dir = data_dir / TEST_IMAGES
     if test_dir.is_dir():
         n_test = len(list_images(test_dir)[0])
@@ -312,7 +318,6 @@ def check_layout(data_dir: str | os.PathLike[str], require_test: bool = False) -
         raise BadInputError(f"{test_dir}: test image folder not found. {FETCH_HINT}.")
     else:
         n_test = 0
-    table = read_labels(data_dir / LABELS_CSV)
     report = check_consistency(table.values)
     return LayoutReport(
         data_dir=data_dir,

@@ -160,14 +160,12 @@ def split_indices(
 
 @dataclass
 class _Data:
-    """Training and validation inputs on the CPU: uint8 images, or precomputed features."""
+    """Training and validation images (uint8, in memory or on the GPU) and their labels."""
 
     x_train: np.ndarray | torch.Tensor
     y_train: np.ndarray
     x_val: np.ndarray | torch.Tensor
     y_val: np.ndarray
-    features: bool
-    """Inputs are frozen-backbone features (train the head only)."""
 
 
 def _load_split(
@@ -245,7 +243,7 @@ def _prepare(
         val_ids = cat.ids[val_pos]
     x_tr, y_tr, x_va, y_va = _load_split(cat, val_ids, prep, config, reporter)
     x_train, x_val = _on_gpu_if_it_fits(runtime, x_tr, x_va, reporter)
-    data = _Data(x_train, y_tr, x_val, y_va, features=False)
+    data = _Data(x_train, y_tr, x_val, y_va)
     return _Setup(config, runtime, prep, data, cat, val_ids, augment)
 
 
@@ -564,7 +562,7 @@ def _fit(
 
 def _checkpoint_info(setup: _Setup, state: _State) -> dict[str, Any]:
     return {
-        "settings": _settings_dict(setup.config),
+        "settings": asdict(setup.config),
         "epoch": state.epoch,
         "best_epoch": state.best_epoch,
         "best_val_loss": state.best_val_loss,
@@ -573,10 +571,6 @@ def _checkpoint_info(setup: _Setup, state: _State) -> dict[str, Any]:
         "images_seen": state.images_seen,
         "train_seconds": state.train_seconds,
     }
-
-
-def _settings_dict(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
 
 
 def _baseline_rmse(setup: _Setup) -> float:
@@ -600,7 +594,7 @@ def _write_run_config(run_dir: Path, setup: _Setup, data_dir: Path, extra: dict[
         run_dir,
         {
             "command": extra.pop("command", "train"),
-            "settings": _settings_dict(c),
+            "settings": asdict(c),
             "model": mcfg.as_dict(),
             "preprocess": setup.prep.as_dict(),
             "device": str(setup.runtime.device),

@@ -69,7 +69,8 @@ class GalaxyModel(nn.Module):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Features (B, F) of images (B, C, S, S) with values in [0, 1]."""
-        return self.features((images - self.mean) / self.std)  # type: ignore[operator]
+        x = (images - self.mean) / self.std  # type: ignore[operator]
+        return self.features(x.contiguous(memory_format=torch.channels_last))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(images))
@@ -123,7 +124,9 @@ def create_model(
         pretrained=pretrained,
         weights=weights,
     )
-    return GalaxyModel(config, features)
+    # Channels-last convolutions trained 20-27% faster on the CPU (benchmarks/model_speed.py);
+    # embed() hands the features the same layout.
+    return GalaxyModel(config, features).to(memory_format=torch.channels_last)
 
 
 def describe_models(pattern: str = "*", include_test: bool = False) -> list[dict[str, Any]]:
