@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from galaxyzoo_cli.runs import load_checkpoint, read_metrics
 
 
