@@ -10,6 +10,8 @@ libraries (torch, timm, matplotlib, pandas) are imported inside the library func
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
 import os
 import sys
@@ -373,7 +375,9 @@ Cache = Annotated[
 ]
 
 
-def _train_config(**kw: Any) -> TrainConfig:
+def _train_config(options: dict[str, Any]) -> TrainConfig:
+    """The training settings among a command's options."""
+    kw = {f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options}
     if kw.get("weights") is not None:
         kw["weights"] = str(kw["weights"])
     return TrainConfig(**kw)
@@ -416,17 +420,10 @@ def train(
     as_json: JsonOut = False,
 ) -> None:
     """Train one model into a new run folder (defaults: the recommended recipe)."""
+    options = dict(locals())
     from galaxyzoo_cli.training import train as run_train
 
-    config = _run(
-        _train_config,
-        model=model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        optimizer=optimizer, schedule=schedule, loss=loss, head=head, image_size=image_size,
-        crop=crop, channels=channels, augment=augment, val_fraction=val_fraction,
-        val_split=val_split, limit=limit, seed=seed, patience=patience, pretrained=pretrained,
-        weights=weights, freeze=freeze, workers=workers, name=name, device=device, amp=amp,
-        cache=cache,
-    )  # fmt: skip
+    config = _run(_train_config, options=options)
     result = _run(
         run_train,
         config=config,
@@ -435,66 +432,47 @@ def train(
         resume=resume,
         reporter=_RichReporter(),
     )
-    if result is not None:
-        _emit(result.as_dict(), as_json, result.summary())
+    _emit(result.as_dict(), as_json, result.summary())
+
+
+def _with_train_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` (which takes ``**options``) every option of `train` but --resume.
+
+    Typer reads a command's signature, so the options are declared once, on `train`.
+    """
+    own = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.kind != p.VAR_KEYWORD
+    ]
+    train_params = inspect.signature(train, eval_str=True).parameters
+    shared = [p for n, p in train_params.items() if n != "resume"]
+    command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    command.__annotations__ = {**train.__annotations__, **command.__annotations__}
+    return command
 
 
 @app.command("select-init")
+@_with_train_options
 def select_init(
     trials: Annotated[int, typer.Option("--trials", help="Fresh initialisations to try.")] = 10,
     trial_epochs: Annotated[int, typer.Option("--trial-epochs", help="Epochs of each trial.")] = 1,
-    model: Model = _TC.model,
-    epochs: Epochs = _TC.epochs,
-    batch_size: BatchSize = _TC.batch_size,
-    lr: Lr = _TC.lr,
-    weight_decay: WeightDecay = _TC.weight_decay,
-    optimizer: Optimizer = _TC.optimizer,
-    schedule: Schedule = _TC.schedule,
-    loss: Loss = _TC.loss,
-    head: Head = _TC.head,
-    image_size: ImageSize = None,
-    crop: Crop = None,
-    channels: Channels = None,
-    augment: Augment = None,
-    val_fraction: ValFraction = _TC.val_fraction,
-    val_split: ValSplit = _TC.val_split,
-    limit: Limit = None,
-    seed: Seed = _TC.seed,
-    patience: Patience = _TC.patience,
-    pretrained: Pretrained = None,
-    weights: Weights = None,
-    freeze: Freeze = None,
-    workers: Workers = None,
-    name: Name = None,
-    amp: Amp = _TC.amp,
-    cache: Cache = _TC.cache,
-    device: Device = "auto",
-    data_dir: DataDir = Path("data"),
-    runs_dir: RunsDir = Path("runs"),
-    as_json: JsonOut = False,
+    **options: Any,
 ) -> None:
     """Try several initialisations briefly, keep the best by validation loss, train it on."""
     from galaxyzoo_cli.training import select_init as run_select_init
 
-    config = _run(
-        _train_config,
-        model=model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        optimizer=optimizer, schedule=schedule, loss=loss, head=head, image_size=image_size,
-        crop=crop, channels=channels, augment=augment, val_fraction=val_fraction,
-        val_split=val_split, limit=limit, seed=seed, patience=patience, pretrained=pretrained,
-        weights=weights, freeze=freeze, workers=workers, name=name, device=device, amp=amp,
-        cache=cache,
-    )  # fmt: skip
+    config = _run(_train_config, options=options)
     result = _run(
         run_select_init,
         config=config,
         trials=trials,
         trial_epochs=trial_epochs,
-        data_dir=data_dir,
-        runs_dir=runs_dir,
+        data_dir=options["data_dir"],
+        runs_dir=options["runs_dir"],
         reporter=_RichReporter(),
     )
-    _emit(result.as_dict(), as_json, result.summary())
+    _emit(result.as_dict(), options["as_json"], result.summary())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ only the main process writes files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -328,8 +330,6 @@ def _to_images(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tens
 
 
 def _autocast(setup: _Setup) -> Any:
-    import contextlib
-
     import torch
 
     if setup.runtime.device.type == "cuda" and setup.config.amp:
@@ -429,6 +429,20 @@ def _all_reduce_sums(runtime: Runtime, *values: float) -> list[Any]:
     return [type(v)(x) for v, x in zip(values, t.tolist(), strict=True)]
 
 
+@contextlib.contextmanager
+def _interrupt_message(state: _State, run_dir: Path | None, epochs: int) -> Iterator[None]:
+    """Ctrl-C: stop with a message saying what was kept and how to continue."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if run_dir is None:
+            raise JobFailedError(f"interrupted in epoch {state.epoch + 1}.") from None
+        raise JobFailedError(
+            f"interrupted after epoch {state.epoch}; {run_dir}/weights/last.pt holds it. "
+            f"Continue with: galaxyzoo train --resume {run_dir} --epochs {epochs}"
+        ) from None
+
+
 def _fit(
     model: GalaxyModel,
     setup: _Setup,
@@ -470,93 +484,98 @@ def _fit(
         train_model = DistributedDataParallel(train_model, device_ids=ids)
     per_epoch = n_train // rt.world_size * rt.world_size  # equal shares: ranks step in lockstep
 
-    for epoch in range(state.epoch + 1, epochs + 1):
-        start = time.perf_counter()
-        # Shuffle (the same permutation on every rank), then take this rank's share.
-        perm = torch.randperm(n_train, generator=generator).numpy()[:per_epoch]
-        perm = perm[rt.rank :: rt.world_size]
-        model.train()
-        loss_sum, n_batches = torch.zeros((), device=rt.device), 0
-        with reporter.task(f"Epoch {epoch}/{epochs}", len(perm)) as task:
-            for s in range(0, len(perm), per_rank):
-                idx = np.sort(perm[s : s + per_rank])  # sorted: faster reads from the cache
-                # Learning rate for this step (warm-up, then cosine decay).
-                step = (epoch - 1) * steps_per_epoch + s // per_rank
-                for group in optimizer.param_groups:
-                    group["lr"] = c.lr * _lr_factor(step, warmup, total_steps, c.schedule)
-                # Batch: uint8 → [0, 1] floats on the device, augmented as a tensor.
-                xb = _to_images(_take(x_train, idx), rt.device)
-                yb = torch.from_numpy(data.y_train[idx]).to(rt.device, non_blocking=True)
-                if setup.augment and not use_features:
-                    xb = augment_batch(xb, generator)
-                # Forward, loss over labelled cells, backward, step.
-                with _autocast(setup):
-                    pred = train_model(xb)
-                loss = masked_loss(c.loss, pred.float(), yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach()
-                n_batches += 1
-                task.advance(len(idx))
-                # Stop a diverged epoch early (alone: ranks of a distributed run step together).
-                if not rt.distributed and n_batches % 50 == 0 and not torch.isfinite(loss_sum):
-                    break
-        total, batches = _all_reduce_sums(rt, float(loss_sum), float(n_batches))
-        train_loss = total / max(1.0, batches)
-        if not math.isfinite(train_loss):
-            raise JobFailedError(
-                f"training diverged in epoch {epoch} (loss {train_loss}); the last good checkpoint "
-                f"is kept. Lower --lr (now {c.lr:g}) or try --loss mse."
+    with _interrupt_message(state, run_dir, epochs):
+        for epoch in range(state.epoch + 1, epochs + 1):
+            start = time.perf_counter()
+            # Shuffle (the same permutation on every rank), then take this rank's share.
+            perm = torch.randperm(n_train, generator=generator).numpy()[:per_epoch]
+            perm = perm[rt.rank :: rt.world_size]
+            model.train()
+            loss_sum, n_batches = torch.zeros((), device=rt.device), 0
+            with reporter.task(f"Epoch {epoch}/{epochs}", len(perm)) as task:
+                for s in range(0, len(perm), per_rank):
+                    idx = np.sort(perm[s : s + per_rank])  # sorted: faster reads from the cache
+                    # Learning rate for this step (warm-up, then cosine decay).
+                    step = (epoch - 1) * steps_per_epoch + s // per_rank
+                    for group in optimizer.param_groups:
+                        group["lr"] = c.lr * _lr_factor(step, warmup, total_steps, c.schedule)
+                    # Batch: uint8 → [0, 1] floats on the device, augmented as a tensor.
+                    xb = _to_images(_take(x_train, idx), rt.device)
+                    yb = torch.from_numpy(data.y_train[idx]).to(rt.device, non_blocking=True)
+                    if setup.augment and not use_features:
+                        xb = augment_batch(xb, generator)
+                    # Forward, loss over labelled cells, backward, step.
+                    with _autocast(setup):
+                        pred = train_model(xb)
+                    loss = masked_loss(c.loss, pred.float(), yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += loss.detach()
+                    n_batches += 1
+                    task.advance(len(idx))
+                    # Stop a diverged epoch early (alone: ranks of a distributed run step together).
+                    if not rt.distributed and n_batches % 50 == 0 and not torch.isfinite(loss_sum):
+                        break
+            total, batches = _all_reduce_sums(rt, float(loss_sum), float(n_batches))
+            train_loss = total / max(1.0, batches)
+            if not math.isfinite(train_loss):
+                raise JobFailedError(
+                    f"training diverged in epoch {epoch} (loss {train_loss}); the last good "
+                    f"checkpoint is kept. Lower --lr (now {c.lr:g}) or try --loss mse."
+                )
+            # Validate: one global loss and Kaggle RMSE over all labelled cells.
+            if len(data.y_val):
+                val_loss, val_rmse = _evaluate(model, x_val, data.y_val, setup, use_features)
+            else:
+                val_loss, val_rmse = math.nan, math.nan
+            seconds = time.perf_counter() - start
+            state.train_seconds += seconds
+            state.images_seen += n_train
+            state.epoch = epoch
+            state.metrics.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_rmse": val_rmse,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": seconds,
+                }
             )
-        # Validate: one global loss and Kaggle RMSE over all labelled cells.
-        if len(data.y_val):
-            val_loss, val_rmse = _evaluate(model, x_val, data.y_val, setup, use_features)
-        else:
-            val_loss, val_rmse = math.nan, math.nan
-        seconds = time.perf_counter() - start
-        state.train_seconds += seconds
-        state.images_seen += n_train
-        state.epoch = epoch
-        state.metrics.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_rmse": val_rmse,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": seconds,
-            }
-        )
-        improved = not len(data.y_val) or val_loss < state.best_val_loss
-        if improved:
-            state.best_val_loss, state.best_val_rmse, state.best_epoch = val_loss, val_rmse, epoch
-            state.bad_epochs = 0
-        else:
-            state.bad_epochs += 1
-        reporter.log(
-            f"epoch {epoch:3d}/{epochs}  train_loss {train_loss:.5f}  val_loss {val_loss:.5f}  "
-            f"val_rmse {val_rmse:.5f}  {seconds:5.1f}s" + ("  *" if improved else "")
-        )
-        # Checkpoints: best on improvement, last every epoch (what --resume continues).
-        if run_dir is not None and rt.is_main:
-            from galaxyzoo_cli.runs import save_checkpoint, write_metrics
-
-            info = _checkpoint_info(setup, state)
+            improved = not len(data.y_val) or val_loss < state.best_val_loss
             if improved:
-                save_checkpoint(run_dir / "weights" / "best.pt", model, setup.prep, **info)
-            save_checkpoint(
-                run_dir / "weights" / "last.pt",
-                model,
-                setup.prep,
-                **info,
-                optimizer_state=optimizer.state_dict(),
-                rng_state=generator.get_state(),
+                state.best_val_loss, state.best_val_rmse, state.best_epoch = (
+                    val_loss,
+                    val_rmse,
+                    epoch,
+                )
+                state.bad_epochs = 0
+            else:
+                state.bad_epochs += 1
+            reporter.log(
+                f"epoch {epoch:3d}/{epochs}  train_loss {train_loss:.5f}  val_loss {val_loss:.5f}  "
+                f"val_rmse {val_rmse:.5f}  {seconds:5.1f}s" + ("  *" if improved else "")
             )
-            write_metrics(run_dir, state.metrics)
-        if early_stopping and c.patience and state.bad_epochs >= c.patience:
-            reporter.log(f"Early stop: no improvement for {c.patience} epochs.")
-            return True
+            # Checkpoints: best on improvement, last every epoch (what --resume continues).
+            if run_dir is not None and rt.is_main:
+                from galaxyzoo_cli.runs import save_checkpoint, write_metrics
+
+                info = _checkpoint_info(setup, state)
+                if improved:
+                    save_checkpoint(run_dir / "weights" / "best.pt", model, setup.prep, **info)
+                save_checkpoint(
+                    run_dir / "weights" / "last.pt",
+                    model,
+                    setup.prep,
+                    **info,
+                    optimizer_state=optimizer.state_dict(),
+                    rng_state=generator.get_state(),
+                )
+                write_metrics(run_dir, state.metrics)
+            if early_stopping and c.patience and state.bad_epochs >= c.patience:
+                reporter.log(f"Early stop: no improvement for {c.patience} epochs.")
+                return True
     return False
 
 
@@ -705,9 +724,10 @@ def train(
     else:
         run_dir = _new_run(runs_dir, setup, data_dir, {}) if runtime.is_main else None
     features = _maybe_features(model, setup, reporter)
-    stopped = _fit_interruptible(
-        model, setup, run_dir, reporter, state, optimizer, generator, features
-    )
+    stopped = _fit(
+        model, setup, run_dir, reporter, state, optimizer, generator,
+        setup.config.epochs, features=features,
+    )  # fmt: skip
     _restore_best(model, run_dir)
     return _result(setup, run_dir, state, stopped, time.perf_counter() - start, [])
 
@@ -731,28 +751,6 @@ def _maybe_features(model: GalaxyModel, setup: _Setup, reporter: Reporter) -> _F
         "training the head on them."
     )
     return feats
-
-
-def _fit_interruptible(
-    model: GalaxyModel,
-    setup: _Setup,
-    run_dir: Path | None,
-    reporter: Reporter,
-    state: _State,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    features: _Features | None,
-) -> bool:
-    try:
-        return _fit(
-            model, setup, run_dir, reporter, state, optimizer, generator,
-            setup.config.epochs, features=features,
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        raise JobFailedError(
-            f"interrupted after epoch {state.epoch}; {run_dir}/weights/last.pt holds it. "
-            f"Continue with: galaxyzoo train --resume {run_dir} --epochs {setup.config.epochs}"
-        ) from None
 
 
 def _resume_setup(
@@ -867,9 +865,10 @@ def select_init(
 
         info = _checkpoint_info(setup, state)
         save_checkpoint(run_dir / "weights" / "init.pt", model, setup.prep, **info)
-    stopped = _fit_interruptible(
-        model, setup, run_dir, reporter, state, optimizer, generator, features
-    )
+    stopped = _fit(
+        model, setup, run_dir, reporter, state, optimizer, generator,
+        setup.config.epochs, features=features,
+    )  # fmt: skip
     _restore_best(model, run_dir)
     return _result(setup, run_dir, state, stopped, time.perf_counter() - start, records)
 
