@@ -31,6 +31,19 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    def close(self) -> None:
+        """End a distributed run: wait for every rank, then tear the process group down.
+
+        A rank that exits while the backend's threads still talk to the others can abort
+        ("terminate called without an active exception") after a successful run.
+        """
+        if self.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
     def banner(self) -> str:
         import torch
 

@@ -172,10 +172,10 @@ def find_credentials(reporter: Reporter = SILENT) -> Credentials:
         token_file = Path(token).expanduser()
         if token_file.is_file():
             secrets.append(token_file.read_text(encoding="utf-8").strip())
-        return Credentials("KAGGLE_API_TOKEN", config_dir, _nonempty(secrets))
+        return Credentials("KAGGLE_API_TOKEN", config_dir, _secret_forms(secrets))
     key = os.environ.get("KAGGLE_KEY", "")
     if os.environ.get("KAGGLE_USERNAME") and key:
-        return Credentials("KAGGLE_USERNAME and KAGGLE_KEY", config_dir, _nonempty([key]))
+        return Credentials("KAGGLE_USERNAME and KAGGLE_KEY", config_dir, _secret_forms([key]))
     config = config_dir / "kaggle.json"
     if config.is_file():
         try:
@@ -187,7 +187,7 @@ def find_credentials(reporter: Reporter = SILENT) -> Credentials:
             ) from None
         if isinstance(content, dict) and content.get("username") and content.get("key"):
             _warn_if_readable(config, reporter)
-            return Credentials(str(config), config_dir, _nonempty([str(content["key"])]))
+            return Credentials(str(config), config_dir, _secret_forms([str(content["key"])]))
     for name in ("access_token", "access_token.txt", "credentials.json"):
         path = Path("~/.kaggle").expanduser() / name
         if path.is_file() and path.stat().st_size > 0:
@@ -195,7 +195,8 @@ def find_credentials(reporter: Reporter = SILENT) -> Credentials:
     raise BadInputError(_NO_CREDENTIALS)
 
 
-def _nonempty(secrets: list[str]) -> tuple[str, ...]:
+def _secret_forms(secrets: list[str]) -> tuple[str, ...]:
+    """Every form in which a secret could appear in a message, longest first."""
     import base64
 
     found = {s for s in secrets if s}

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import torch
 
     from galaxyzoo_cli.device import Runtime
-    from galaxyzoo_cli.models import GalaxyModel
+    from galaxyzoo_cli.models import GalaxyModel, ModelConfig
 
 DEFAULT_MODEL = "galaxynet"
 VAL_SPLITS = ("last", "random")
@@ -188,12 +188,13 @@ class _Setup:
     """Everything a fit needs, resolved once."""
 
     config: TrainConfig
+    """Fully resolved: no setting is left to the model's defaults."""
+    model_config: ModelConfig
     runtime: Runtime
     prep: Preprocess
     data: _Data
     catalogue: Catalogue
     val_ids: np.ndarray
-    augment: bool
 
 
 def _prepare(
@@ -246,7 +247,7 @@ def _prepare(
     x_tr, y_tr, x_va, y_va = _load_split(cat, val_ids, prep, config, reporter)
     x_train, x_val = _on_gpu_if_it_fits(runtime, x_tr, x_va, reporter)
     data = _Data(x_train, y_tr, x_val, y_va)
-    return _Setup(config, runtime, prep, data, cat, val_ids, augment)
+    return _Setup(config, mcfg, runtime, prep, data, cat, val_ids)
 
 
 def _on_gpu_if_it_fits(
@@ -282,14 +283,11 @@ def _take(x: np.ndarray | torch.Tensor, idx: np.ndarray) -> np.ndarray | torch.T
 def _build_model(setup: _Setup, seed: int) -> GalaxyModel:
     import torch
 
-    from galaxyzoo_cli.models import create_model, resolve_config
+    from galaxyzoo_cli.models import create_model
 
     c = setup.config
     torch.manual_seed(seed)
-    mcfg = resolve_config(
-        c.model, head=c.head, channels=c.channels, image_size=c.image_size, freeze=c.freeze
-    )
-    model = create_model(mcfg, pretrained=bool(c.pretrained), weights=c.weights)
+    model = create_model(setup.model_config, pretrained=bool(c.pretrained), weights=c.weights)
     return model.to(setup.runtime.device)
 
 
@@ -502,7 +500,7 @@ def _fit(
                     # Batch: uint8 → [0, 1] floats on the device, augmented as a tensor.
                     xb = _to_images(_take(x_train, idx), rt.device)
                     yb = torch.from_numpy(data.y_train[idx]).to(rt.device, non_blocking=True)
-                    if setup.augment and not use_features:
+                    if setup.config.augment and not use_features:
                         xb = augment_batch(xb, generator)
                     # Forward, loss over labelled cells, backward, step.
                     with _autocast(setup):
@@ -602,19 +600,15 @@ def _baseline_rmse(setup: _Setup) -> float:
 
 
 def _write_run_config(run_dir: Path, setup: _Setup, data_dir: Path, extra: dict[str, Any]) -> None:
-    from galaxyzoo_cli.models import resolve_config
     from galaxyzoo_cli.runs import write_config
 
     c = setup.config
-    mcfg = resolve_config(
-        c.model, head=c.head, channels=c.channels, image_size=c.image_size, freeze=c.freeze
-    )
     write_config(
         run_dir,
         {
             "command": extra.pop("command", "train"),
             "settings": asdict(c),
-            "model": mcfg.as_dict(),
+            "model": setup.model_config.as_dict(),
             "preprocess": setup.prep.as_dict(),
             "device": str(setup.runtime.device),
             "world_size": setup.runtime.world_size,
@@ -729,6 +723,7 @@ def train(
         setup.config.epochs, features=features,
     )  # fmt: skip
     _restore_best(model, run_dir)
+    runtime.close()
     return _result(setup, run_dir, state, stopped, time.perf_counter() - start, [])
 
 
@@ -742,7 +737,7 @@ def _new_run(runs_dir: Path, setup: _Setup, data_dir: Path, extra: dict[str, Any
 
 
 def _maybe_features(model: GalaxyModel, setup: _Setup, reporter: Reporter) -> _Features | None:
-    if not (setup.config.freeze and not setup.augment):
+    if not (setup.config.freeze and not setup.config.augment):
         return None
     feats = _compute_features(model, setup, reporter)
     n = len(setup.data.y_train) + len(setup.data.y_val)
@@ -870,6 +865,7 @@ def select_init(
         setup.config.epochs, features=features,
     )  # fmt: skip
     _restore_best(model, run_dir)
+    runtime.close()
     return _result(setup, run_dir, state, stopped, time.perf_counter() - start, records)
 
 
