@@ -680,7 +680,6 @@ def train(
     """
     import torch
 
-    from galaxyzoo_cli.device import seed_everything, setup_runtime
     from galaxyzoo_cli.runs import read_metrics
 
     start = time.perf_counter()
@@ -691,11 +690,7 @@ def train(
     if resume is not None:
         config, data_dir, val_ids, ckpt, resumed = _resume_setup(resume, config)
         run_dir = resumed
-    runtime = setup_runtime(config.device)
-    reporter.log(runtime.banner())
-    reporter = reporter if runtime.is_main else SILENT
-    seed_everything(config.seed)
-    setup = _prepare(config, data_dir, runtime, reporter, val_ids)
+    setup, reporter = _start(config, data_dir, reporter, val_ids)
     model = _build_model(setup, config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = _make_optimizer(model, setup.config)
@@ -716,15 +711,46 @@ def train(
         )
         reporter.log(f"Resuming {run_dir} at epoch {state.epoch + 1} of {setup.config.epochs}.")
     else:
-        run_dir = _new_run(runs_dir, setup, data_dir, {}) if runtime.is_main else None
+        run_dir = _new_run(runs_dir, setup, data_dir, {}) if setup.runtime.is_main else None
     features = _maybe_features(model, setup, reporter)
+    return _train_to_the_end(
+        model, setup, run_dir, reporter, state, optimizer, generator, features, start, []
+    )
+
+
+def _start(
+    config: TrainConfig, data_dir: Path, reporter: Reporter, val_ids: np.ndarray | None = None
+) -> tuple[_Setup, Reporter]:
+    """Decide the runtime (device, rank), seed, and prepare the data. Only rank 0 reports."""
+    from galaxyzoo_cli.device import seed_everything, setup_runtime
+
+    runtime = setup_runtime(config.device)
+    reporter.log(runtime.banner())
+    seed_everything(config.seed)
+    reporter = reporter if runtime.is_main else SILENT
+    return _prepare(config, data_dir, runtime, reporter, val_ids), reporter
+
+
+def _train_to_the_end(
+    model: GalaxyModel,
+    setup: _Setup,
+    run_dir: Path | None,
+    reporter: Reporter,
+    state: _State,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    features: _Features | None,
+    start: float,
+    trials: list[dict[str, float]],
+) -> TrainResult:
+    """Fit up to the configured epochs, restore the best weights, end the runtime, report."""
     stopped = _fit(
         model, setup, run_dir, reporter, state, optimizer, generator,
         setup.config.epochs, features=features,
     )  # fmt: skip
     _restore_best(model, run_dir)
-    runtime.close()
-    return _result(setup, run_dir, state, stopped, time.perf_counter() - start, [])
+    setup.runtime.close()
+    return _result(setup, run_dir, state, stopped, time.perf_counter() - start, trials)
 
 
 def _new_run(runs_dir: Path, setup: _Setup, data_dir: Path, extra: dict[str, Any]) -> Path:
@@ -786,8 +812,6 @@ def select_init(
     """
     import torch
 
-    from galaxyzoo_cli.device import seed_everything, setup_runtime
-
     start = time.perf_counter()
     config = config or TrainConfig()
     if trials < 1:
@@ -799,13 +823,9 @@ def select_init(
         )
     if config.val_fraction <= 0:
         raise BadInputError("--val-fraction 0: select-init needs a validation split to compare.")
-    runtime = setup_runtime(config.device)
-    reporter.log(runtime.banner())
-    reporter = reporter if runtime.is_main else SILENT
-    seed_everything(config.seed)
-    setup = _prepare(config, data_dir, runtime, reporter)
+    setup, reporter = _start(config, data_dir, reporter)
     extra = {"command": "select-init", "trials": trials, "trial_epochs": trial_epochs}
-    run_dir = _new_run(runs_dir, setup, data_dir, extra) if runtime.is_main else None
+    run_dir = _new_run(runs_dir, setup, data_dir, extra) if setup.runtime.is_main else None
 
     records: list[dict[str, float]] = []
     best: dict[str, Any] | None = None
@@ -860,13 +880,9 @@ def select_init(
 
         info = _checkpoint_info(setup, state)
         save_checkpoint(run_dir / "weights" / "init.pt", model, setup.prep, **info)
-    stopped = _fit(
-        model, setup, run_dir, reporter, state, optimizer, generator,
-        setup.config.epochs, features=features,
-    )  # fmt: skip
-    _restore_best(model, run_dir)
-    runtime.close()
-    return _result(setup, run_dir, state, stopped, time.perf_counter() - start, records)
+    return _train_to_the_end(
+        model, setup, run_dir, reporter, state, optimizer, generator, features, start, records
+    )
 
 
 def _write_trials(run_dir: Path, records: list[dict[str, float]]) -> None:
