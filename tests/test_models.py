@@ -42,17 +42,7 @@ def test_models_command_lists_registry() -> None:
     )
 
 
-def _registry_params() -> list:
-    """Every registered model; the full-size backbones (seconds each on a CPU) are marked slow."""
-    return [
-        pytest.param(n, marks=pytest.mark.slow)
-        if get_spec(n).kind == "timm" and not get_spec(n).test
-        else n
-        for n in list_models()
-    ]
-
-
-@pytest.mark.parametrize("name", _registry_params())
+@pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize("head", ["tree", "sigmoid"])
 def test_every_model_forward_backward(name: str, head: str) -> None:
     spec = get_spec(name)
