@@ -46,7 +46,9 @@ def cache_key(paths: Sequence[Path], prep: Preprocess) -> str:
 
 
 def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    """Decoding threads: the CPUs this process may use (all of them where that is unknown), ≤ 8."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, min(8, len(usable) if usable else (os.cpu_count() or 1)))
 
 
 def load_images(
