@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.data import Preprocess, load_image
+from galaxyzoo_cli.data import Catalogue
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
+from galaxyzoo_cli.images import InputSpec, image_size, load_image
 from galaxyzoo_cli.progress import SILENT, Reporter
 
 CACHE_VERSION = 1
@@ -35,10 +36,15 @@ def cache_root() -> Path:
     return Path(base) / "galaxyzoo-cli"
 
 
-def cache_key(paths: Sequence[Path], prep: Preprocess) -> str:
+def _pixels(spec: InputSpec) -> dict[str, int | None]:
+    """What the decoded pixels depend on (not the model's normalisation)."""
+    return {"channels": spec.channels, "crop": spec.crop, "image_size": spec.size}
+
+
+def cache_key(paths: Sequence[Path], spec: InputSpec) -> str:
     """A hash of the preprocessing and of each image's path, size and modification time."""
     h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "prep": prep.as_dict()}, sort_keys=True).encode())
+    h.update(json.dumps({"v": CACHE_VERSION, "prep": _pixels(spec)}, sort_keys=True).encode())
     for p in paths:
         st = os.stat(p)
         h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -53,7 +59,7 @@ def default_workers() -> int:
 
 def load_images(
     paths: Sequence[Path],
-    prep: Preprocess,
+    spec: InputSpec,
     *,
     workers: int | None = None,
     reporter: Reporter = SILENT,
@@ -65,14 +71,14 @@ def load_images(
     With ``use_cache`` the array comes from (or is first written to) the cache folder and is
     memory-mapped; otherwise it is decoded into memory.
     """
-    side = _output_side(paths, prep)
-    shape = (len(paths), prep.channels, side, side)
+    side = spec.size or (spec.output_side(*image_size(paths[0])) if paths else 1)
+    shape = (len(paths), spec.channels, side, side)
     if not use_cache:
         out = np.empty(shape, dtype=np.uint8)
-        _decode_into(out, paths, prep, workers, reporter)
+        _decode_into(out, paths, spec, workers, reporter)
         return out
     root = cache_dir or cache_root()
-    key = cache_key(paths, prep)
+    key = cache_key(paths, spec)
     final = root / f"{key}.npy"
     if final.is_file():
         cached = np.load(final, mmap_mode="r")
@@ -82,13 +88,13 @@ def load_images(
     start = time.perf_counter()
     with atomic_path(final, suffix=".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _decode_into(out, paths, prep, workers, reporter)
+        _decode_into(out, paths, spec, workers, reporter)
         out.flush()
         del out
     write_json_atomic(
         root / f"{key}.json",
         {
-            "preprocess": prep.as_dict(),
+            "preprocess": _pixels(spec),
             "n_images": len(paths),
             "shape": list(shape),
             "first_image": str(paths[0]) if paths else None,
@@ -99,16 +105,10 @@ def load_images(
     return np.load(final, mmap_mode="r")
 
 
-def _output_side(paths: Sequence[Path], prep: Preprocess) -> int:
-    if prep.image_size is not None or not paths:
-        return prep.output_side
-    return int(load_image(paths[0], prep).shape[-1])  # native crop size depends on the images
-
-
 def _decode_into(
     out: np.ndarray,
     paths: Sequence[Path],
-    prep: Preprocess,
+    spec: InputSpec,
     workers: int | None,
     reporter: Reporter,
 ) -> None:
@@ -118,10 +118,7 @@ def _decode_into(
     def work(start: int) -> int:
         stop = min(start + _CHUNK, len(paths))
         for i in range(start, stop):
-            img = load_image(paths[i], prep)
-            if img.shape[-1] != side:  # images of mixed sizes with no --image-size
-                img = load_image(paths[i], Preprocess(prep.channels, prep.crop, side))
-            out[i] = img
+            out[i] = load_image(paths[i], spec, side)  # one side, even for mixed image sizes
         return stop - start
 
     starts = range(0, len(paths), _CHUNK)
@@ -134,3 +131,20 @@ def _decode_into(
         with ThreadPoolExecutor(n_workers) as pool:
             for n in pool.map(work, starts):
                 task.advance(n)
+
+
+def load_split(
+    cat: Catalogue,
+    val_ids: np.ndarray,
+    spec: InputSpec,
+    *,
+    workers: int | None = None,
+    use_cache: bool = True,
+    reporter: Reporter = SILENT,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training and validation images (uint8) and labels of a catalogue: (x_train, y_train,
+    x_val, y_val), the images decoded once through the cache."""
+    images = load_images(cat.paths, spec, workers=workers, reporter=reporter, use_cache=use_cache)
+    is_val = np.isin(cat.ids, val_ids)
+    tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    return images[tr], cat.labels[tr], images[va], cat.labels[va]

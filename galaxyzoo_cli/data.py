@@ -1,8 +1,9 @@
-"""The Kaggle layout on disk: label CSVs, image folders, preprocessing and image loading.
+"""The Kaggle layout on disk: label CSVs, image folders, the catalogue and its splits.
 
 A data folder holds ``images_training_rev1/<GalaxyID>.jpg``, ``training_solutions_rev1.csv`` and
 ``images_test_rev1/<GalaxyID>.jpg``. Every problem found here is a :class:`BadInputError` that names
-the file (and row or column) and the fix.
+the file (and row or column) and the fix. How an image becomes pixels is in
+:mod:`galaxyzoo_cli.images`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import numpy as np
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path
 from galaxyzoo_cli.schema import COLUMNS, CSV_HEADER, ID_COLUMN, N_OUTPUTS, check_consistency
+from galaxyzoo_cli.settings import EvalSplit, ValSplit
 
 TRAIN_IMAGES = "images_training_rev1"
 TEST_IMAGES = "images_test_rev1"
 LABELS_CSV = "training_solutions_rev1.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-REFERENCE_SIDE = 424
-"""Side of the Kaggle images; crop sizes are given in this frame and scaled for other sizes."""
 
 FETCH_HINT = "run `galaxyzoo fetch` (or `galaxyzoo fetch --synthetic 500` for offline data)"
 
@@ -166,16 +166,18 @@ def format_rows(ids: np.ndarray, values: np.ndarray) -> list[str]:
 
 
 def write_labels(path: str | os.PathLike[str], ids: np.ndarray, values: np.ndarray) -> Path:
-    """Write a Kaggle-format CSV atomically (header + one row per galaxy, in the given order)."""
-    values = np.asarray(values, dtype=np.float64)
+    """Write a Kaggle-format CSV atomically (header + one row per galaxy, in the given order):
+    label files and submissions alike. An interrupted write leaves ``path`` as it was."""
+    values = np.asarray(values)
     if values.ndim != 2 or values.shape[1] != N_OUTPUTS or len(ids) != len(values):
-        raise ValueError(f"need (N, {N_OUTPUTS}) values for N ids, got {values.shape}")
+        raise BadInputError(f"need (N, {N_OUTPUTS}) values for N ids, got {values.shape}")
     path = Path(path)
     with atomic_path(path, suffix=".csv") as tmp:
         with tmp.open("w", encoding="utf-8", newline="") as f:
             f.write(",".join(CSV_HEADER) + "\n")
-            for line in format_rows(ids, values):
-                f.write(line + "\n")
+            for s in range(0, len(ids), 4096):  # bounded memory for any number of rows
+                rows = format_rows(ids[s : s + 4096], values[s : s + 4096].astype(np.float64))
+                f.write("".join(line + "\n" for line in rows))
     return path
 
 
@@ -238,6 +240,31 @@ class Catalogue:
             self.labels[index],
             [self.paths[int(i)] for i in index],
         )
+
+    def split(self, val_ids: np.ndarray) -> tuple[Catalogue, Catalogue]:
+        """(training, validation): the galaxies not in ``val_ids``, and those in it."""
+        is_val = np.isin(self.ids, val_ids)
+        return self.subset(np.flatnonzero(~is_val)), self.subset(np.flatnonzero(is_val))
+
+    def select(self, split: EvalSplit, val_ids: np.ndarray, limit: int | None = None) -> Catalogue:
+        """A run's ``val`` or ``train`` galaxies in this catalogue, or ``all`` of them.
+
+        ``limit``: the run used only the first N galaxies; ``train`` leaves out the rest.
+        """
+        if split == EvalSplit.ALL:
+            return self
+        train, val = self.split(val_ids)
+        if split == EvalSplit.VAL:
+            picked = val
+        else:
+            cutoff = self.ids[min(limit, len(self)) - 1] if limit else None
+            picked = train if cutoff is None else train.subset(np.flatnonzero(train.ids <= cutoff))
+        if not len(picked):
+            raise BadInputError(
+                f"--split {split.value}: the run has no {split.value} galaxies in "
+                f"{self.data_dir}. Use --split all, or the run's data folder."
+            )
+        return picked
 
 
 def _require_folder(data_dir: Path) -> None:
@@ -331,113 +358,15 @@ def check_layout(data_dir: str | os.PathLike[str], require_test: bool = False) -
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Preprocessing
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How an image file becomes an array: colour, centre crop and output size.
-
-    ``crop`` is the side of the centred square in pixels of the 424-px Kaggle frame; on images of
-    another size it is scaled in proportion (a relative crop). ``None`` keeps the largest centred
-    square. ``image_size`` is the output side (``None``: the crop's own size).
-    """
-
-    channels: int = 3
-    crop: int | None = None
-    image_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise BadInputError(f"--channels {self.channels}: use 1 (grayscale) or 3 (RGB).")
-        if self.crop is not None and not 8 <= self.crop <= REFERENCE_SIDE:
-            raise BadInputError(
-                f"--crop {self.crop}: give a side between 8 and {REFERENCE_SIDE} pixels "
-                "(of the 424-px frame)."
-            )
-        if self.image_size is not None and not 8 <= self.image_size <= 1024:
-            raise BadInputError(f"--image-size {self.image_size}: give a side between 8 and 1024.")
-
-    @property
-    def output_side(self) -> int:
-        """Output side for a 424-px Kaggle image."""
-        return self.image_size or self.crop or REFERENCE_SIDE
-
-    def as_dict(self) -> dict[str, int | None]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, int | None]) -> Preprocess:
-        return cls(**{k: d.get(k) for k in ("channels", "crop", "image_size")})  # type: ignore[arg-type]
-
-    @classmethod
-    def from_spec(cls, spec: str) -> Preprocess:
-        """Parse a transform spec such as ``"gray,crop=256,size=64"`` (see :meth:`describe`).
-
-        Tokens: ``original``/``rgb``, ``gray``/``grayscale``, ``crop=N`` and ``size=N`` (or
-        ``resize=N``), separated by commas or ``+``.
-        """
-        channels, crop, size = 3, None, None
-        for token in filter(None, (t.strip().lower() for t in re.split(r"[,+]", spec))):
-            name, _, value = token.partition("=")
-            if name in ("original", "rgb", "color", "colour") and not value:
-                channels = 3
-            elif name in ("gray", "grey", "grayscale", "greyscale") and not value:
-                channels = 1
-            elif name in ("crop", "size", "resize") and value.isdigit():
-                if name == "crop":
-                    crop = int(value)
-                else:
-                    size = int(value)
-            else:
-                raise BadInputError(
-                    f"--transform {spec!r}: cannot read {token!r}. Use comma-separated "
-                    "original, gray, crop=N, size=N (e.g. 'gray,crop=256,size=64')."
-                )
-        return cls(channels=channels, crop=crop, image_size=size)
-
-    def describe(self) -> str:
-        parts = ["grayscale" if self.channels == 1 else "RGB"]
-        if self.crop is not None:
-            parts.append(f"crop {self.crop}")
-        if self.image_size is not None:
-            parts.append(f"resize {self.image_size}")
-        return " + ".join(parts)
-
-
-def load_image(path: str | os.PathLike[str], prep: Preprocess) -> np.ndarray:
-    """Decode one image into a uint8 array of shape (channels, side, side).
-
-    JPEGs are decoded at a reduced scale (PIL ``draft``) when the output needs no more than that,
-    which is several times faster than a full decode and close to exact (DCT-domain downscaling).
-    Raises :class:`BadInputError` for unreadable files.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if prep.channels == 1 else "RGB"
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            side = min(width, height)
-            crop = side if prep.crop is None else min(side, prep.crop * side / REFERENCE_SIDE)
-            out = prep.image_size or max(1, round(crop))
-            if im.format == "JPEG":
-                need = out / crop  # fraction of full resolution the output needs
-                im.draft(mode, (math.ceil(width * need), math.ceil(height * need)))
-            scale = im.size[0] / width
-            img = im.convert(mode)
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
-        raise BadInputError(
-            f"{path}: cannot read this image ({e}). Replace or delete the file (re-fetch the data)."
-        ) from None
-    c = crop * scale
-    left, top = (img.size[0] - c) / 2, (img.size[1] - c) / 2
-    box = (left, top, left + c, top + c)
-    if out == round(c) and all(float(v).is_integer() for v in box):
-        img = img.crop(tuple(int(v) for v in box))
+def split_ids(ids: np.ndarray, val_fraction: float, method: ValSplit, seed: int) -> np.ndarray:
+    """The validation GalaxyIDs (sorted). ``last``: the highest GalaxyIDs (the winner's split);
+    ``random``: a seeded random fraction. At least one galaxy is left for training."""
+    n_val = int(math.ceil(len(ids) * val_fraction)) if val_fraction > 0 else 0
+    n_val = min(n_val, len(ids) - 1)
+    if not n_val:
+        return np.empty(0, dtype=np.int64)
+    if method == ValSplit.LAST:
+        order = np.argsort(ids, kind="stable")
     else:
-        img = img.resize((out, out), Image.Resampling.BILINEAR, box=box)
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        order = np.random.default_rng(seed).permutation(len(ids))
+    return np.sort(ids[order[len(ids) - n_val :]])

@@ -1,13 +1,19 @@
-"""Device choice, seeding and the distributed setup, decided once at the edge and passed down."""
+"""Device choice, seeding and the distributed setup, decided once per command and passed down;
+and the two things every computation on that device shares: uint8 images to floats, and autocast.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.progress import Reporter
 
 if TYPE_CHECKING:
     import torch
@@ -20,7 +26,6 @@ class Runtime:
     device: torch.device
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -43,6 +48,23 @@ class Runtime:
             if dist.is_initialized():
                 dist.barrier()
                 dist.destroy_process_group()
+
+    def keep_on_device(
+        self, arrays: tuple[np.ndarray, ...], reporter: Reporter
+    ) -> tuple[np.ndarray | torch.Tensor, ...]:
+        """On CUDA, the uint8 images moved to the GPU when they need under a quarter of its free
+        memory (all 61,578 Kaggle images at 64 px RGB take 0.76 GB): batches are then sliced
+        there and no step waits for a host-to-device copy. Elsewhere, unchanged."""
+        if self.device.type != "cuda":
+            return arrays
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(self.device)
+        nbytes = sum(a.nbytes for a in arrays)
+        if nbytes > free // 4:
+            return arrays
+        reporter.log(f"Images kept on {self.device} ({nbytes / 1e9:.2f} GB).")
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays)
 
     def banner(self) -> str:
         import torch
@@ -93,12 +115,28 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def setup_runtime(device: str = "auto") -> Runtime:
-    """The runtime of this process: a plain one, or one rank of a ``torchrun`` job.
+def choose_device(spec: str, reporter: Reporter) -> torch.device:
+    """The device of a command that does not train (evaluate, predict, plot); its banner line goes
+    to ``reporter``, as training's does."""
+    runtime = Runtime(resolve_device(spec))
+    reporter.log(runtime.banner())
+    return runtime.device
+
+
+def setup_runtime(device: str = "auto", reporter: Reporter | None = None) -> Runtime:
+    """The runtime of this process: a plain one, or one rank of a ``torchrun`` job; its banner
+    line goes to ``reporter``.
 
     Under torchrun (``WORLD_SIZE`` > 1) the process group is initialised here: nccl on CUDA (one GPU
     per local rank), gloo on CPU.
     """
+    runtime = _runtime(device)
+    if reporter is not None:
+        reporter.log(runtime.banner())
+    return runtime
+
+
+def _runtime(device: str) -> Runtime:
     import torch
     import torch.distributed as dist
 
@@ -113,7 +151,7 @@ def setup_runtime(device: str = "auto") -> Runtime:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(dev, rank=rank, world_size=world_size, local_rank=local_rank)
+    return Runtime(dev, rank=rank, world_size=world_size)
 
 
 def seed_everything(seed: int) -> None:
@@ -124,3 +162,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def to_float(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on ``device`` as float32; uint8 images are scaled to [0, 1]."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    t = t.to(device, non_blocking=True)
+    return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+
+
+def autocast(device: torch.device, amp: bool = True) -> Any:
+    """bfloat16 autocast on CUDA when ``amp``; a no-op elsewhere."""
+    import torch
+
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

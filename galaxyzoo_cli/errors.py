@@ -1,5 +1,5 @@
-"""The domain exceptions. The CLI catches :class:`GalaxyZooError` once and maps it to an exit
-code."""
+"""The domain exceptions. The CLI catches :class:`GalaxyZooError` once, at the edge of the app, and
+maps it to a one-line message and an exit code."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ class JobFailedError(GalaxyZooError):
     """The job itself failed: network, diverged training, an interrupted download (exit 1)."""
 
     exit_code = 1
+
+
+class Interrupted(GalaxyZooError):
+    """The user interrupted the job (Ctrl-C); the message says what was kept (exit 130)."""
+
+    exit_code = 130

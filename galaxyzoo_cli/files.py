@@ -1,12 +1,14 @@
-"""File helpers: atomic writes, so an interrupted job never leaves a half-written file."""
+"""File helpers: atomic writes and installs, so an interrupted job never leaves a half-written
+file or folder."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +39,23 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
 
 def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def install_entries(src: Path, dest: Path, names: Sequence[str]) -> None:
+    """Move the entries ``names`` of folder ``src`` into ``dest``, in order, replacing what
+    ``dest`` holds under those names (an entry missing from ``src`` is removed from ``dest``).
+
+    Each step is a rename, so a reader sees an old or a new entry, never half of one; the old
+    trees are deleted at the end. Put a completion marker last in ``names``.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    trash = Path(tempfile.mkdtemp(prefix=".old-", dir=dest))
+    try:
+        for name in names:
+            old, new = dest / name, src / name
+            if old.exists() or old.is_symlink():
+                os.replace(old, trash / name)
+            if new.exists():
+                os.replace(new, old)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)

@@ -1,7 +1,7 @@
-"""Inference: ``evaluate()`` (the Kaggle metric on labelled galaxies) and ``predict()`` (a
-submission).
+"""Inference: :func:`evaluate` (the Kaggle metric on labelled galaxies), :func:`predict` (a
+submission) and the predictions the figures are drawn from.
 
-Preprocessing always comes from the run's checkpoint. Images are read through the image cache (or
+The input spec always comes from the run's checkpoint. Images are read through the image cache (or
 decoded chunk by chunk with ``use_cache=False``) and predicted in batches, so memory stays bounded
 for folders of any size. ``tta`` averages rotated and flipped views
 (:func:`galaxyzoo_cli.transforms.tta_views`).
@@ -13,76 +13,72 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
-from galaxyzoo_cli.data import (
-    TEST_IMAGES,
-    Catalogue,
-    Preprocess,
-    format_rows,
-    list_images,
-    load_catalogue,
-)
+from galaxyzoo_cli.cache import load_images
+from galaxyzoo_cli.data import TEST_IMAGES, Catalogue, list_images, load_catalogue, write_labels
+from galaxyzoo_cli.device import autocast, choose_device, to_float
 from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import atomic_path, write_json_atomic
+from galaxyzoo_cli.files import write_json_atomic
+from galaxyzoo_cli.images import InputSpec
+from galaxyzoo_cli.metrics import column_means, score
+from galaxyzoo_cli.models import GalaxyModel
 from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.schema import CSV_HEADER
+from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
+from galaxyzoo_cli.schema import N_OUTPUTS, QUESTIONS
+from galaxyzoo_cli.settings import EvalSplit, choice
+from galaxyzoo_cli.transforms import tta_views
 
-if TYPE_CHECKING:
-    import torch
-
-    from galaxyzoo_cli.models import GalaxyModel
-
-SPLITS = ("val", "train", "all")
 _CHUNK = 4096
 
 
 @dataclass
 class LoadedRun:
-    """A run's model (eval mode, on its device), preprocessing, config and folder."""
+    """A run's checkpoint and its model (eval mode, on the chosen device)."""
 
-    run_dir: Path
-    checkpoint: Path
+    checkpoint: Checkpoint
     model: GalaxyModel
-    prep: Preprocess
-    config: dict[str, Any]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint.run_dir
+
+    @property
+    def input(self) -> InputSpec:
+        return self.checkpoint.model.input
 
 
 def load_run(run: str | os.PathLike[str], device: torch.device) -> LoadedRun:
     """Open a run folder or checkpoint and rebuild its model on ``device``."""
-    from galaxyzoo_cli.runs import load_checkpoint, model_from_checkpoint, read_config, resolve_run
-
-    ref = resolve_run(run)
-    ckpt = load_checkpoint(ref.checkpoint)
-    model, prep = model_from_checkpoint(ckpt)
-    return LoadedRun(ref.run_dir, ref.checkpoint, model.to(device), prep, read_config(ref.run_dir))
+    ckpt = load_checkpoint(resolve_run(run).checkpoint)
+    return LoadedRun(ckpt, ckpt.build_model().to(device))
 
 
 def _image_chunks(
     paths: Sequence[Path],
-    prep: Preprocess,
+    spec: InputSpec,
     use_cache: bool,
     workers: int | None,
     reporter: Reporter,
 ) -> Iterator[np.ndarray]:
     """uint8 chunks (n, C, S, S) of the images, in order, bounded in size."""
-    from galaxyzoo_cli.cache import load_images
-
     if use_cache:
-        images = load_images(paths, prep, workers=workers, reporter=reporter)
+        images = load_images(paths, spec, workers=workers, reporter=reporter)
         for s in range(0, len(paths), _CHUNK):
             yield np.array(images[s : s + _CHUNK])  # a writable copy, bounded in size
     else:
         for s in range(0, len(paths), _CHUNK):
-            yield load_images(paths[s : s + _CHUNK], prep, workers=workers, use_cache=False)
+            yield load_images(paths[s : s + _CHUNK], spec, workers=workers, use_cache=False)
 
 
+@torch.no_grad()
 def predict_images(
-    model: GalaxyModel,
+    model: torch.nn.Module,
     images: Iterator[np.ndarray],
     n_images: int,
     device: torch.device,
@@ -93,33 +89,63 @@ def predict_images(
     reporter: Reporter = SILENT,
 ) -> np.ndarray:
     """Predictions (N, 37) float32 in [0, 1] for uint8 image chunks, averaging ``tta`` views."""
-    import contextlib
-
-    import torch
-
-    from galaxyzoo_cli.transforms import tta_views
-
     if tta < 1:
         raise BadInputError(f"--tta {tta}: give 1 (no test-time augmentation) or more views.")
     model.eval()
-    out = np.empty((n_images, 37), dtype=np.float32)
-    autocast: Any = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and amp
-        else contextlib.nullcontext()
-    )
+    out = np.empty((n_images, N_OUTPUTS), dtype=np.float32)
     pos = 0
-    with reporter.task("Predicting", n_images) as task, torch.no_grad(), autocast:
+    with reporter.task("Predicting", n_images) as task, autocast(device, amp):
         for chunk in images:
             for s in range(0, len(chunk), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(chunk[s : s + batch_size]))
-                x = x.to(device, non_blocking=True).float().div_(255.0)
-                views = tta_views(x, tta)
-                pred = torch.stack([model(v).float() for v in views]).mean(dim=0)
+                x = to_float(chunk[s : s + batch_size], device)
+                pred = torch.stack([model(v).float() for v in tta_views(x, tta)]).mean(dim=0)
                 out[pos : pos + len(x)] = pred.clamp_(0.0, 1.0).cpu().numpy()
                 pos += len(x)
                 task.advance(len(x))
     return out
+
+
+def predict_paths(
+    loaded: LoadedRun,
+    paths: Sequence[Path],
+    device: torch.device,
+    *,
+    tta: int = 1,
+    batch_size: int = 256,
+    use_cache: bool = True,
+    workers: int | None = None,
+    reporter: Reporter = SILENT,
+) -> np.ndarray:
+    """A run's predictions (N, 37) for image files, with its own input spec."""
+    chunks = _image_chunks(paths, loaded.input, use_cache, workers, reporter)
+    return predict_images(
+        loaded.model, chunks, len(paths), device, tta=tta, batch_size=batch_size, reporter=reporter
+    )
+
+
+def split_predictions(
+    loaded: LoadedRun,
+    cat: Catalogue,
+    split: EvalSplit,
+    device: torch.device,
+    *,
+    sample: int | None = None,
+    tta: int = 1,
+    use_cache: bool = True,
+    workers: int | None = None,
+    reporter: Reporter = SILENT,
+) -> tuple[Catalogue, np.ndarray]:
+    """The galaxies of a run's ``split`` of ``cat`` (at most ``sample`` of them, a seeded
+    choice) and the run's predictions for them."""
+    ckpt = loaded.checkpoint
+    subset = cat.select(split, ckpt.val_ids, ckpt.settings.limit)
+    if sample is not None and len(subset) > sample:
+        subset = subset.subset(np.sort(np.random.default_rng(0).choice(len(subset), sample, False)))
+    pred = predict_paths(
+        loaded, subset.paths, device, tta=tta, use_cache=use_cache, workers=workers,
+        reporter=reporter,
+    )  # fmt: skip
+    return subset, pred
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,8 +183,6 @@ class EvalResult:
         if s["n_missing_cells"]:
             lines.append(f"{s['n_missing_cells']} empty label cells skipped.")
         lines.append(f"{'question':<28}{'rmse':>8}{'accuracy':>10}{'galaxies':>10}")
-        from galaxyzoo_cli.schema import QUESTIONS
-
         for q in QUESTIONS:
             r = s["questions"][f"Q{q.number}"]
             acc = "-" if math.isnan(r["accuracy"]) else f"{r['accuracy']:.3f}"
@@ -167,52 +191,19 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def split_catalogue(cat: Catalogue, config: dict[str, Any], split: str) -> Catalogue:
-    """The labelled galaxies of a run's ``val`` or ``train`` split, or ``all`` of them."""
-    if split not in SPLITS:
-        raise BadInputError(f"--split {split!r}: use one of {', '.join(SPLITS)}.")
-    if split == "all":
-        return cat
-    is_val = np.isin(cat.ids, np.asarray(config["data"]["val_ids"], dtype=np.int64))
-    limit = config.get("settings", {}).get("limit")
-    if split == "train" and limit:
-        is_val[min(int(limit), len(cat)) :] = True  # outside the first N it never trained on
-    pick = np.flatnonzero(is_val if split == "val" else ~is_val)
-    if not len(pick):
-        raise BadInputError(
-            f"--split {split}: the run has no {split} galaxies in this data folder. "
-            "Use --split all, or the run's data folder."
-        )
-    return cat.subset(pick)
-
-
-def predict_catalogue(
-    loaded: LoadedRun,
-    cat: Catalogue,
-    device: torch.device,
-    *,
-    tta: int = 1,
-    use_cache: bool = True,
-    workers: int | None = None,
-    reporter: Reporter = SILENT,
-) -> np.ndarray:
-    chunks = _image_chunks(cat.paths, loaded.prep, use_cache, workers, reporter)
-    return predict_images(loaded.model, chunks, len(cat), device, tta=tta, reporter=reporter)
-
-
-def training_means(loaded: LoadedRun, cat: Catalogue) -> np.ndarray:
-    """Column means of the run's training labels that are in ``cat`` (the mean baseline)."""
-    from galaxyzoo_cli.metrics import column_means
-
-    train = split_catalogue(cat, loaded.config, "train")
-    return column_means(train.labels)
+def _run_data_dir(ckpt: Checkpoint, data_dir: Path | None) -> Path:
+    """``data_dir``, else the folder the run was trained on."""
+    folder = data_dir or ckpt.data_dir
+    if folder is None:
+        raise BadInputError(f"{ckpt.path}: names no data folder. Pass --data-dir.")
+    return folder
 
 
 def evaluate(
     run: str | os.PathLike[str],
     *,
     data_dir: Path | None = None,
-    split: str = "val",
+    split: EvalSplit | str = EvalSplit.VAL,
     tta: int = 1,
     device: str = "auto",
     use_cache: bool = True,
@@ -222,31 +213,26 @@ def evaluate(
 ) -> EvalResult:
     """Kaggle RMSE, per-question RMSE and accuracy of a run, with the zeros and training-mean
     baselines, on its validation split (or all labelled galaxies). Writes RUN/eval.json."""
-    from galaxyzoo_cli.device import resolve_device
-    from galaxyzoo_cli.metrics import score
-
     start = time.perf_counter()
-    dev = resolve_device(device)
-    reporter.log(f"Device: {dev}")
+    split = choice(EvalSplit, split, "--split")
+    dev = choose_device(device, reporter)
     loaded = load_run(run, dev)
-    data_dir = data_dir or Path(loaded.config["data"]["data_dir"])
-    cat = load_catalogue(data_dir)
-    means = training_means(loaded, cat)
-    subset = split_catalogue(cat, loaded.config, split)
-    pred = predict_catalogue(
-        loaded, subset, dev, tta=tta, use_cache=use_cache, workers=workers, reporter=reporter
+    ckpt = loaded.checkpoint
+    cat = load_catalogue(_run_data_dir(ckpt, data_dir))
+    means = column_means(cat.select(EvalSplit.TRAIN, ckpt.val_ids, ckpt.settings.limit).labels)
+    subset, pred = split_predictions(
+        loaded, cat, split, dev, tta=tta, use_cache=use_cache, workers=workers, reporter=reporter
     )
     target = subset.labels
-    baselines = {
-        "zeros": score(np.zeros_like(target), target).as_dict(),
-        "training_mean": score(np.broadcast_to(means, target.shape), target).as_dict(),
-    }
     result = EvalResult(
         run_dir=loaded.run_dir,
-        split=split,
+        split=split.value,
         tta=tta,
         scores=score(pred, target).as_dict(),
-        baselines=baselines,
+        baselines={
+            "zeros": score(np.zeros_like(target), target).as_dict(),
+            "training_mean": score(np.broadcast_to(means, target.shape), target).as_dict(),
+        },
         seconds=time.perf_counter() - start,
     )
     if write:
@@ -268,7 +254,6 @@ class PredictResult:
     tta: int
     seconds: float
     images_per_second: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -281,9 +266,7 @@ class PredictResult:
         }
 
     def summary(self) -> str:
-        what = (
-            "ensemble of " + str(len(self.runs)) + " runs" if len(self.runs) > 1 else self.runs[0]
-        )
+        what = f"ensemble of {len(self.runs)} runs" if len(self.runs) > 1 else self.runs[0]
         return (
             f"Wrote {self.out}: {self.n_images} galaxies × 37 answers ({what}, tta {self.tta}) "
             f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"
@@ -306,34 +289,27 @@ def predict(
     """Write a Kaggle submission: GalaxyID + 37 columns, one row per image, sorted by GalaxyID.
 
     Images come from ``images`` or ``data_dir/images_test_rev1``. Several runs are averaged (an
-    ensemble), each with its own preprocessing. The CSV is written to a temporary file and renamed,
+    ensemble), each with its own input spec. The CSV is written to a temporary file and renamed,
     so an interrupted run never leaves a half-written submission at ``out``.
     """
-    from galaxyzoo_cli.device import resolve_device
-
     if not runs:
         raise BadInputError("give at least one RUN (a run folder or checkpoint).")
     start = time.perf_counter()
-    dev = resolve_device(device)
-    reporter.log(f"Device: {dev}")
+    dev = choose_device(device, reporter)
     loaded_runs = [load_run(r, dev) for r in runs]  # fail fast on a bad RUN
     folder = images or (data_dir or Path("data")) / TEST_IMAGES
     ids, paths = list_images(folder)
     if not len(ids):
         raise BadInputError(f"{folder}: no images (<GalaxyID>.jpg) to predict.")
     out = out or loaded_runs[0].run_dir / "submission.csv"
-    total = np.zeros((len(ids), 37), dtype=np.float64)
+    total = np.zeros((len(ids), N_OUTPUTS), dtype=np.float64)
     for loaded in loaded_runs:
-        chunks = _image_chunks(paths, loaded.prep, use_cache, workers, reporter)
-        total += predict_images(
-            loaded.model, chunks, len(ids), dev, tta=tta, batch_size=batch_size, reporter=reporter
-        )
+        total += predict_paths(
+            loaded, paths, dev, tta=tta, batch_size=batch_size, use_cache=use_cache,
+            workers=workers, reporter=reporter,
+        )  # fmt: skip
         del loaded.model
-    mean = np.clip(total / len(loaded_runs), 0.0, 1.0)
-    with atomic_path(out, suffix=".csv") as tmp, tmp.open("w", encoding="utf-8") as f:
-        f.write(",".join(CSV_HEADER) + "\n")
-        for s in range(0, len(ids), _CHUNK):
-            f.write("\n".join(format_rows(ids[s : s + _CHUNK], mean[s : s + _CHUNK])) + "\n")
+    write_labels(out, ids, np.clip(total / len(loaded_runs), 0.0, 1.0))
     seconds = time.perf_counter() - start
     return PredictResult(
         out=out,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galaxyzoo_cli.schema import QUESTIONS
+from galaxyzoo_cli.schema import QUESTIONS, reached
 
 
 @dataclass
@@ -45,7 +45,8 @@ class QuestionScore:
     accuracy: float
     """Fraction of galaxies where the predicted top answer is the voters' top answer."""
     n_accuracy: int
-    """Galaxies counted for accuracy: question reached (its answers sum > 0) and fully labelled."""
+    """Galaxies counted for accuracy: question reached (:func:`galaxyzoo_cli.schema.reached`)
+    and fully labelled."""
     n_cells: int
 
 
@@ -54,23 +55,23 @@ def question_scores(pred: np.ndarray, target: np.ndarray) -> list[QuestionScore]
 
     Accuracy compares, per galaxy, the argmax over that question's answers (never over the
     batch), counting only galaxies whose answers are all labelled and where volunteers reached the
-    question (its answers sum to more than 0).
+    question (the answer leading to it has a value above 0).
     """
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
+    was_reached = reached(target)
     scores = []
-    for q in QUESTIONS:
+    for i, q in enumerate(QUESTIONS):
         p, t = pred[:, q.slice], target[:, q.slice]
         rmse = kaggle_rmse(p, t)
-        labelled = ~np.isnan(t).any(axis=1)
-        reached = labelled & (np.nan_to_num(t).sum(axis=1) > 0)
-        hits = p[reached].argmax(axis=1) == t[reached].argmax(axis=1)
+        counted = ~np.isnan(t).any(axis=1) & was_reached[:, i]
+        hits = p[counted].argmax(axis=1) == t[counted].argmax(axis=1)
         scores.append(
             QuestionScore(
                 number=q.number,
                 rmse=rmse,
                 accuracy=float(hits.mean()) if hits.size else float("nan"),
-                n_accuracy=int(reached.sum()),
+                n_accuracy=int(counted.sum()),
                 n_cells=int((~np.isnan(t)).sum()),
             )
         )

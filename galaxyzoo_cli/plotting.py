@@ -10,36 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli.data import (
-    TEST_IMAGES,
-    TRAIN_IMAGES,
-    Catalogue,
-    Preprocess,
-    list_images,
-    load_catalogue,
-    load_image,
-)
+from galaxyzoo_cli.data import Catalogue, load_catalogue
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path
+from galaxyzoo_cli.images import InputSpec, load_image
 from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse, question_scores
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.schema import QUESTIONS, Question, question
+from galaxyzoo_cli.settings import EvalSplit
 
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
 
-NOTEBOOK_TRANSFORMS = (
-    "original",
-    "gray",
-    "gray,crop=256",
-    "gray,crop=256,size=128",
-    "gray,crop=256,size=64",
-)
-"""The seed notebook's preview rows."""
 
-
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,70 +38,8 @@ def save_figure(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> Pat
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return out
-
-
-@dataclass(frozen=True)
-class PreviewResult:
-    out: Path
-    galaxy_ids: list[int]
-    transforms: list[str]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"out": str(self.out), "galaxy_ids": self.galaxy_ids, "transforms": self.transforms}
-
-    def summary(self) -> str:
-        return f"Wrote {self.out} ({len(self.transforms)} rows × {len(self.galaxy_ids)} galaxies)"
-
-
-def preview(
-    data_dir: Path = Path("data"),
-    *,
-    n: int = 5,
-    transforms: Sequence[str] = (),
-    out: Path = Path("preview.png"),
-    seed: int = 0,
-) -> PreviewResult:
-    """A grid of galaxies: one row per transform spec, ``n`` galaxies per row (as PNG).
-
-    Galaxies are drawn (seeded) from the training images, or the test images if there are none.
-    Transform specs are those of :meth:`Preprocess.from_spec`; default: the notebook's five rows.
-    """
-    if n < 1:
-        raise BadInputError(f"-n {n}: show at least 1 galaxy.")
-    specs = list(transforms) or list(NOTEBOOK_TRANSFORMS)
-    preps = [Preprocess.from_spec(s) for s in specs]
-    folder = data_dir / TRAIN_IMAGES
-    if not folder.is_dir() and (data_dir / TEST_IMAGES).is_dir():
-        folder = data_dir / TEST_IMAGES
-    ids, paths = list_images(folder)
-    if not len(ids):
-        raise BadInputError(f"{folder}: no images. Run `galaxyzoo fetch` or `fetch --synthetic N`.")
-    pick = np.sort(
-        np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False)
-    )
-    plt = _pyplot()
-    fig, axes = plt.subplots(
-        len(preps), len(pick), figsize=(1.9 * len(pick), 2.0 * len(preps)), squeeze=False
-    )
-    for r, prep in enumerate(preps):
-        for c, i in enumerate(pick):
-            img = load_image(paths[int(i)], prep)
-            ax = axes[r][c]
-            if img.shape[0] == 1:
-                ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
-            else:
-                ax.imshow(img.transpose(1, 2, 0))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(str(ids[int(i)]), fontsize=8)
-            if c == 0:
-                ax.set_ylabel(f"{prep.describe()}\n{img.shape[-1]} px", fontsize=8)
-    fig.suptitle(f"Preprocessing preview ({folder.name})", fontsize=10)
-    save_figure(fig, out)
-    return PreviewResult(out=out, galaxy_ids=[int(ids[int(i)]) for i in pick], transforms=specs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +129,7 @@ def plot_runs(
     missing) is skipped and listed in ``PlotResult.skipped``; a run with nothing to plot, a bad
     RUN or a bad ``data_dir`` raises :class:`BadInputError`.
     """
-    from galaxyzoo_cli.device import resolve_device
+    from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.runs import resolve_run
 
     if not runs:
@@ -214,8 +137,7 @@ def plot_runs(
     refs = [resolve_run(r) for r in runs]  # fail fast on a bad RUN
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"--out {out_dir}: is a file. Give a folder for the PNGs.")
-    dev = resolve_device(device)
-    reporter.log(f"Device: {dev}")
+    dev = choose_device(device, reporter)
     catalogues: dict[Path, Catalogue] = {}
     if data_dir is not None:
         catalogues[data_dir] = load_catalogue(data_dir)  # a bad --data-dir is an error, not a skip
@@ -273,28 +195,27 @@ def _collect(
     workers: int | None,
     reporter: Reporter,
 ) -> _RunData:
-    """Load a run, read its metrics and predict its validation and (sampled) training galaxies."""
-    from galaxyzoo_cli.inference import load_run, predict_catalogue, split_catalogue
+    """Load a run, read its metrics and have its validation and (sampled) training galaxies
+    predicted."""
+    from galaxyzoo_cli.inference import load_run
     from galaxyzoo_cli.runs import read_metrics
 
     loaded = load_run(checkpoint, dev)
+    ckpt = loaded.checkpoint
     metrics = read_metrics(loaded.run_dir)
-    loss_name = str(loaded.config.get("settings", {}).get("loss", ""))
-    trained_on = loaded.config.get("data", {}).get("data_dir")
-    folder = data_dir or (Path(trained_on) if trained_on else None)
+    loss_name = ckpt.settings.loss.value
+    folder = data_dir or ckpt.data_dir
     try:
         if folder is None:
-            raise BadInputError("config.json names no data folder. Pass --data-dir.")
+            raise BadInputError("the checkpoint names no data folder. Pass --data-dir.")
         if folder not in catalogues:
             catalogues[folder] = load_catalogue(folder)
         cat = catalogues[folder]
-        try:
-            val_cat = split_catalogue(cat, loaded.config, "val")
-        except BadInputError:
+        if not np.isin(ckpt.val_ids, cat.ids).any():
             raise BadInputError(
                 f"{folder}: holds none of the run's validation galaxies. "
                 "Pass --data-dir with the folder the run was trained on."
-            ) from None
+            )
     except BadInputError as e:
         if not metrics:
             raise BadInputError(
@@ -302,26 +223,25 @@ def _collect(
             ) from None
         return _RunData(name, loaded.run_dir, loss_name, metrics, None, None, str(e))
 
-    def predicted(subset: Catalogue) -> _Predicted:
-        pred = predict_catalogue(
-            loaded, subset, dev, use_cache=use_cache, workers=workers, reporter=reporter
-        )
+    def predicted(split: EvalSplit, sample: int | None = None) -> _Predicted | None:
+        from galaxyzoo_cli.inference import split_predictions
+
+        try:
+            subset, pred = split_predictions(
+                loaded, cat, split, dev, sample=sample, use_cache=use_cache, workers=workers,
+                reporter=reporter,
+            )  # fmt: skip
+        except BadInputError:
+            return None  # every galaxy of this folder was validation: show validation only
         return _Predicted(subset, pred, question_scores(pred, subset.labels))
 
-    try:
-        train_cat: Catalogue | None = split_catalogue(cat, loaded.config, "train")
-    except BadInputError:
-        train_cat = None  # every galaxy of this folder was validation: show validation only
-    if train_cat is not None and len(train_cat) > _TRAIN_SAMPLE:
-        pick = np.random.default_rng(0).choice(len(train_cat), _TRAIN_SAMPLE, replace=False)
-        train_cat = train_cat.subset(np.sort(pick))
     return _RunData(
         name,
         loaded.run_dir,
         loss_name,
         metrics,
-        predicted(val_cat),
-        None if train_cat is None else predicted(train_cat),
+        predicted(EvalSplit.VAL),
+        predicted(EvalSplit.TRAIN, _TRAIN_SAMPLE),
     )
 
 
@@ -348,7 +268,7 @@ def _loss_figure(run: _RunData) -> Figure:
     """Training and validation loss (left) and validation RMSE (right) per epoch."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     epoch = _column(run.metrics, "epoch")
     marker = "o" if len(epoch) <= 40 else None
     best = _best_index(run.metrics)
@@ -387,7 +307,7 @@ def _loss_figure(run: _RunData) -> Figure:
 def _accuracy_figure(run: _RunData) -> Figure:
     """Grouped bars: per-question top-answer accuracy on training and validation galaxies."""
     assert run.val is not None
-    plt = _pyplot()
+    plt = pyplot()
     series = [("validation", run.val, _VAL_COLOR)]
     if run.train is not None:
         series.insert(0, ("training", run.train, _TRAIN_COLOR))
@@ -431,7 +351,7 @@ def _accuracy_figure(run: _RunData) -> Figure:
 def _scatter_figure(run: _RunData) -> Figure:
     """Predicted vs true vote fraction on the validation split: one panel per question + all."""
     assert run.val is not None
-    plt = _pyplot()
+    plt = pyplot()
     target, pred = run.val.cat.labels, run.val.pred
     size = float(np.clip(3000 / max(len(target), 1), 2, 14))
     with plt.rc_context(_STYLE):
@@ -493,13 +413,13 @@ def _caption(truth: np.ndarray, pred: np.ndarray, number: int) -> str:
 def _gallery_figure(run: _RunData) -> Figure:
     """Validation galaxies in full colour, captioned with true and predicted top answers."""
     assert run.val is not None
-    plt = _pyplot()
+    plt = pyplot()
     cat, pred = run.val.cat, run.val.pred
     n = min(_GALLERY, len(cat))
     pick = np.sort(np.random.default_rng(0).choice(len(cat), size=n, replace=False))
     rows = -(-n // 4)  # at most 4 a row, rows evenly filled
     cols = -(-n // rows)
-    rgb = Preprocess(channels=3)
+    rgb = InputSpec(channels=3)
     q1 = QUESTIONS[0].slice
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(
@@ -531,7 +451,7 @@ def _compare_figure(runs: Sequence[_RunData]) -> Figure:
     """Validation RMSE per epoch of every run, and their per-question validation RMSE."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     with plt.rc_context(_STYLE):
         fig, (ax_curve, ax_bars) = plt.subplots(
             1, 2, figsize=(15, 5), layout="constrained", width_ratios=(2, 3)

@@ -1,9 +1,11 @@
 """Run folders and self-describing checkpoints.
 
-``runs/<name>/`` holds config.json (every resolved setting), metrics.csv (one row per epoch),
-weights/best.pt and weights/last.pt, and what evaluate, predict and plot add. A checkpoint is a
-dict of plain values and state dicts, loadable with ``torch.load(weights_only=True)`` and enough
-to rebuild its model without the original command line.
+``runs/<name>/`` holds config.json (every resolved setting, for people to read), metrics.csv (one
+row per epoch), weights/best.pt and weights/last.pt, and what evaluate, predict and plot add.
+
+A checkpoint is the run's one source of truth: a dict of plain values and state dicts, loadable
+with ``torch.load(weights_only=True)``, holding the model's configuration (with its input spec),
+the training settings, the data split and the training progress. Nothing reads config.json back.
 """
 
 from __future__ import annotations
@@ -11,21 +13,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from galaxyzoo_cli import __version__
-from galaxyzoo_cli.data import Preprocess
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic, write_text_atomic
+from galaxyzoo_cli.settings import TrainConfig
 
 if TYPE_CHECKING:
-    from galaxyzoo_cli.models import GalaxyModel
+    from galaxyzoo_cli.models import GalaxyModel, ModelConfig
 
-CHECKPOINT_FORMAT = "galaxyzoo-cli/checkpoint/1"
+CHECKPOINT_FORMAT = "galaxyzoo-cli/checkpoint/2"
+LEGACY_FORMATS = {"galaxyzoo-cli/checkpoint/1": "0.1"}
+"""Older formats still read, and the package versions that wrote them."""
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_rmse", "lr", "seconds")
 
 
@@ -69,33 +76,28 @@ def resolve_run(arg: str | os.PathLike[str], prefer: str = "best") -> RunRef:
     if path.is_file():
         run_dir = path.parent.parent if path.parent.name == "weights" else path.parent
         return RunRef(run_dir, path)
-    raise BadInputError(f"{path}: no such run folder or checkpoint. See the folders in ./runs.")
+    parent = path.parent if str(path.parent) not in ("", ".") else Path("./runs")
+    raise BadInputError(f"{path}: no such run folder or checkpoint. See the folders in {parent}.")
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """config.json: the run's settings for people and other tools to read (never read back)."""
     write_json_atomic(run_dir / "config.json", {"version": __version__, **config})
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise BadInputError(
-            f"{path}: missing. Give a run folder made by `galaxyzoo train`."
-        ) from None
-    except json.JSONDecodeError as e:
-        raise BadInputError(f"{path}: not valid JSON ({e}).") from None
 
 
 def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
     """Rewrite metrics.csv with ``rows`` (atomic: a reader never sees half a file)."""
+    write_csv(run_dir / "metrics.csv", rows, METRIC_COLUMNS)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    """A small CSV of numbers, written atomically (integers without a decimal point)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
-    write_text_atomic(run_dir / "metrics.csv", buf.getvalue())
+        writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    write_text_atomic(path, buf.getvalue())
 
 
 def _fmt(v: float | None) -> str:
@@ -120,7 +122,65 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, model: GalaxyModel, prep: Preprocess, **extra: Any) -> None:
+@dataclass
+class Progress:
+    """How far a training run got: what survives an epoch, and what --resume continues from."""
+
+    epoch: int = 0
+    best_val_loss: float = math.inf
+    best_val_rmse: float = math.nan
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    """One row per epoch (what metrics.csv shows)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Progress:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: what the run is, how it was trained, on what, and how far."""
+
+    path: Path
+    run_dir: Path
+    model: ModelConfig
+    settings: TrainConfig
+    data_dir: Path | None
+    """The data folder the run was trained on."""
+    val_ids: np.ndarray
+    """GalaxyIDs of its validation split."""
+    progress: Progress
+    version: str
+    """The galaxyzoo-cli version that wrote it."""
+    state: dict[str, Any]
+    """``model_state``, and in last.pt ``optimizer_state`` and ``rng_state``."""
+
+    def build_model(self) -> GalaxyModel:
+        """The model with its weights, in eval mode, on the CPU."""
+        from galaxyzoo_cli.models import create_model
+
+        model = create_model(self.model, pretrained=False)
+        model.load_state_dict(self.state["model_state"])
+        return model.eval()
+
+
+def save_checkpoint(
+    path: Path,
+    model: GalaxyModel,
+    settings: TrainConfig,
+    *,
+    data_dir: Path,
+    val_ids: np.ndarray,
+    progress: Progress,
+    **state: Any,
+) -> None:
     """Write a self-describing checkpoint atomically: the last good one survives a crash."""
     import torch
 
@@ -128,42 +188,88 @@ def save_checkpoint(path: Path, model: GalaxyModel, prep: Preprocess, **extra: A
         "format": CHECKPOINT_FORMAT,
         "version": __version__,
         "model": model.config.as_dict(),
-        "preprocess": prep.as_dict(),
+        "settings": settings.as_dict(),
+        "data": {"data_dir": str(data_dir), "val_ids": torch.as_tensor(val_ids, dtype=torch.int64)},
+        "progress": progress.as_dict(),
         "model_state": model.state_dict(),
-        **extra,
+        **state,
     }
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path) -> Checkpoint:
     """Load a checkpoint safely (``weights_only=True``); a bad file is a clear error."""
     import pickle
 
     import torch
 
+    path = Path(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise BadInputError(f"{path}: checkpoint not found.") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        kind = "a pickled object" if "Weights only load failed" in str(e) else type(e).__name__
         raise BadInputError(
-            f"{path}: not a readable galaxyzoo-cli checkpoint ({first}). "
+            f"{path}: not a readable galaxyzoo-cli checkpoint ({kind}). "
             "Use weights/best.pt or weights/last.pt of a run."
         ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    fmt = raw.get("format") if isinstance(raw, dict) else None
+    run_dir = path.parent.parent if path.parent.name == "weights" else path.parent
+    if fmt in LEGACY_FORMATS:
+        raw = _upgrade_v1(raw, run_dir)
+    elif fmt != CHECKPOINT_FORMAT:
         raise BadInputError(
-            f"{path}: not a galaxyzoo-cli checkpoint (no '{CHECKPOINT_FORMAT}' format tag)."
+            f"{path}: not a galaxyzoo-cli checkpoint of a known format ({fmt or 'no format tag'}"
+            f"; this is galaxyzoo-cli {__version__}, which reads {CHECKPOINT_FORMAT} and "
+            f"{', '.join(LEGACY_FORMATS)})."
         )
-    return ckpt
+    from galaxyzoo_cli.models import ModelConfig
+
+    try:
+        data = raw["data"]
+        return Checkpoint(
+            path=path,
+            run_dir=run_dir,
+            model=ModelConfig.from_dict(raw["model"]),
+            settings=TrainConfig.from_dict(raw["settings"]),
+            data_dir=Path(data["data_dir"]) if data.get("data_dir") else None,
+            val_ids=np.asarray(data["val_ids"], dtype=np.int64),
+            progress=Progress.from_dict(raw["progress"]),
+            version=str(raw.get("version", "?")),
+            state={k: raw[k] for k in ("model_state", "optimizer_state", "rng_state") if k in raw},
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise BadInputError(
+            f"{path}: a damaged checkpoint (written by galaxyzoo-cli {raw.get('version', '?')}; "
+            f"{type(e).__name__}: {e}). Use another checkpoint of the run."
+        ) from None
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[GalaxyModel, Preprocess]:
-    """Rebuild the model (architecture + weights, eval mode) and its preprocessing."""
-    from galaxyzoo_cli.models import ModelConfig, create_model
-
-    model = create_model(ModelConfig.from_dict(ckpt["model"]), pretrained=False)
-    model.load_state_dict(ckpt["model_state"])
-    model.eval()
-    return model, Preprocess.from_dict(ckpt["preprocess"])
+def _upgrade_v1(raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A version-0.1 checkpoint in today's layout. Its split lived in the run's config.json, which
+    is read here, for these old runs only."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        data = {"data_dir": None, "val_ids": []}
+    m, prep = raw["model"], raw["preprocess"]
+    progress = {k: raw[k] for k in Progress.__dataclass_fields__ if k in raw}
+    return {
+        **raw,
+        "model": {
+            "name": m["name"],
+            "head": m["head"],
+            "input": {
+                "channels": prep["channels"],
+                "crop": prep["crop"],
+                "size": prep["image_size"] or m["image_size"],
+                "mean": m["mean"],
+                "std": m["std"],
+            },
+            "freeze": m["freeze"],
+        },
+        "data": {"data_dir": data.get("data_dir"), "val_ids": data.get("val_ids", [])},
+        "progress": {**progress, "metrics": read_metrics(run_dir)},
+    }

@@ -24,6 +24,9 @@ class Question:
     start: int
     parent: tuple[int, int] | None
     """(question, answer), 1-based, whose value this question's answers sum to; None: to 1."""
+    asked_after: tuple[tuple[int, int], ...]
+    """Where a volunteer comes from to this question in the GZ2 interface: (question, answer),
+    1-based, with answer 0 for "any answer". Empty: the first question."""
 
     @property
     def stop(self) -> int:
@@ -51,32 +54,45 @@ class Question:
 
 
 def _build() -> tuple[Question, ...]:
-    spec: list[tuple[str, tuple[str, ...], tuple[int, int] | None]] = [
+    Step = tuple[int, int]
+    spec: list[tuple[str, tuple[str, ...], Step | None, tuple[Step, ...]]] = [
         (
             "smooth, features/disk, or star?",
             ("smooth", "features or disk", "star or artifact"),
             None,
+            (),
         ),
-        ("disk edge-on?", ("yes", "no"), (1, 2)),
-        ("bar through centre?", ("yes", "no"), (2, 2)),
-        ("spiral arm pattern?", ("yes", "no"), (2, 2)),
-        ("bulge prominence", ("none", "just noticeable", "obvious", "dominant"), (2, 2)),
-        # Kaggle renormalised Q6 to sum to 1 for every galaxy.
-        ("anything odd?", ("yes", "no"), None),
-        ("how rounded?", ("completely round", "in between", "cigar-shaped"), (1, 1)),
+        ("disk edge-on?", ("yes", "no"), (1, 2), ((1, 2),)),
+        ("bar through centre?", ("yes", "no"), (2, 2), ((2, 2),)),
+        ("spiral arm pattern?", ("yes", "no"), (2, 2), ((3, 0),)),
+        (
+            "bulge prominence",
+            ("none", "just noticeable", "obvious", "dominant"),
+            (2, 2),
+            ((4, 2), (11, 0)),
+        ),
+        # Asked of everyone who did not answer "star"; Kaggle renormalised it to sum to 1.
+        ("anything odd?", ("yes", "no"), None, ((7, 0), (5, 0), (9, 0))),
+        ("how rounded?", ("completely round", "in between", "cigar-shaped"), (1, 1), ((1, 1),)),
         (
             "odd feature",
             ("ring", "lens or arc", "disturbed", "irregular", "other", "merger", "dust lane"),
             (6, 1),
+            ((6, 1),),
         ),
-        ("edge-on bulge shape", ("rounded", "boxy", "none"), (2, 1)),
-        ("arm winding", ("tight", "medium", "loose"), (4, 1)),
-        ("number of arms", ("1", "2", "3", "4", "more than four", "can't tell"), (4, 1)),
+        ("edge-on bulge shape", ("rounded", "boxy", "none"), (2, 1), ((2, 1),)),
+        ("arm winding", ("tight", "medium", "loose"), (4, 1), ((4, 1),)),
+        (
+            "number of arms",
+            ("1", "2", "3", "4", "more than four", "can't tell"),
+            (4, 1),
+            ((10, 0),),
+        ),
     ]
     questions = []
     start = 0
-    for number, (text, answers, parent) in enumerate(spec, start=1):
-        questions.append(Question(number, text, answers, start, parent))
+    for number, (text, answers, parent, asked_after) in enumerate(spec, start=1):
+        questions.append(Question(number, text, answers, start, parent, asked_after))
         start += len(answers)
     return tuple(questions)
 
@@ -86,8 +102,21 @@ COLUMNS: tuple[str, ...] = tuple(c for q in QUESTIONS for c in q.columns)
 N_OUTPUTS = len(COLUMNS)
 CSV_HEADER: tuple[str, ...] = (ID_COLUMN, *COLUMNS)
 
-# Order in which a tree-structured output can be scaled: every parent before its children.
-TREE_ORDER: tuple[int, ...] = (1, 6, 2, 7, 8, 3, 4, 5, 9, 10, 11)
+
+def _walk_order() -> tuple[int, ...]:
+    """Question numbers with every question after those it depends on (its parent and where
+    volunteers come from): the order in which tree outputs are scaled and volunteers walk."""
+    order: list[int] = []
+    while len(order) < len(QUESTIONS):
+        for q in QUESTIONS:
+            before = {s[0] for s in q.asked_after} | ({q.parent[0]} if q.parent else set())
+            if q.number not in order and before <= set(order):
+                order.append(q.number)
+                break
+    return tuple(order)
+
+
+TREE_ORDER: tuple[int, ...] = _walk_order()
 
 
 def question(number: int) -> Question:
@@ -115,9 +144,29 @@ def answer_sums(values: np.ndarray) -> np.ndarray:
 
 
 def reached(values: np.ndarray, threshold: float = 0.0) -> np.ndarray:
-    """Boolean (N, 11): whether each question was reached (its parent's value > ``threshold``)."""
+    """Boolean (N, 11): whether volunteers reached each question, i.e. the value of the answer
+    leading to it is > ``threshold`` (a missing value counts as not reached). The one definition
+    used by the metrics, the figures and the checks."""
     with np.errstate(invalid="ignore"):
         return np.nan_to_num(expected_sums(values), nan=0.0) > threshold
+
+
+def volunteer_reach(answers: list[np.ndarray]) -> list[np.ndarray]:
+    """Which volunteers reach each question, walking the GZ2 interface (``asked_after``).
+
+    ``answers[i]`` holds each volunteer's 0-based answer to question i + 1 (as if asked); returns,
+    per question, a boolean mask over the volunteers.
+    """
+    n = len(answers[0])
+    reach: dict[int, np.ndarray] = {}
+    for number in TREE_ORDER:
+        q = question(number)
+        mask = np.zeros(n, dtype=bool) if q.asked_after else np.ones(n, dtype=bool)
+        for prev, answer in q.asked_after:
+            came = reach[prev] if answer == 0 else reach[prev] & (answers[prev - 1] == answer - 1)
+            mask |= came
+        reach[number] = mask
+    return [reach[q.number] for q in QUESTIONS]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from galaxyzoo_cli.errors import BadInputError
+
 
 def augment_batch(
     images: torch.Tensor,
@@ -56,7 +58,7 @@ def tta_views(images: torch.Tensor, n: int) -> list[torch.Tensor]:
     rotated by intermediate angles (45°, 22.5°, …) with and without a flip are added.
     """
     if n < 1:
-        raise ValueError("n must be >= 1")
+        raise BadInputError(f"--tta {n}: give 1 (no test-time augmentation) or more views.")
     views = [dihedral_view(images, k) for k in range(min(n, 8))]
     extra = n - len(views)
     if extra > 0:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import galaxyzoo_cli.cache as cache
-from galaxyzoo_cli.data import TRAIN_IMAGES, Preprocess, list_images, load_image
+from galaxyzoo_cli.data import TRAIN_IMAGES, list_images
+from galaxyzoo_cli.images import InputSpec, load_image
 
-PREP = Preprocess(channels=1, crop=256, image_size=32)
+PREP = InputSpec(channels=1, crop=256, size=32)
 
 
 @pytest.fixture
@@ -28,9 +29,9 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real = cache.load_image
 
-    def counting(path, prep):
+    def counting(path, prep, side=None):
         seen.append(Path(path))
-        return real(path, prep)
+        return real(path, prep, side)
 
     monkeypatch.setattr(cache, "load_image", counting)
     return seen
@@ -55,7 +56,7 @@ def test_cache_matches_direct_decoding_and_is_reused(
 def test_changed_settings_or_images_rebuild(images: list[Path], tmp_path: Path) -> None:
     root = tmp_path / "c"
     key = cache.cache_key(images, PREP)
-    assert cache.cache_key(images, Preprocess(channels=3, crop=256, image_size=32)) != key
+    assert cache.cache_key(images, InputSpec(channels=3, crop=256, size=32)) != key
     assert cache.cache_key(images[:-1], PREP) != key
     cache.load_images(images, PREP, cache_dir=root)
     st = images[5].stat()
@@ -74,11 +75,11 @@ def test_interrupted_build_is_never_used(
     real = cache.load_image
     calls = {"n": 0}
 
-    def interrupting(path, prep):
+    def interrupting(path, prep, side=None):
         calls["n"] += 1
         if calls["n"] == 20:
             raise KeyboardInterrupt
-        return real(path, prep)
+        return real(path, prep, side)
 
     monkeypatch.setattr(cache, "load_image", interrupting)
     with pytest.raises(KeyboardInterrupt):

@@ -14,15 +14,14 @@ from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.data import (
     LABELS_CSV,
     TRAIN_IMAGES,
-    Preprocess,
     check_layout,
     list_images,
     load_catalogue,
-    load_image,
     read_labels,
     write_labels,
 )
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.images import InputSpec, load_image, parse_transform
 from galaxyzoo_cli.schema import COLUMNS, CSV_HEADER
 
 runner = CliRunner()
@@ -136,7 +135,7 @@ def test_corrupt_image_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "100008.jpg"
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(BadInputError, match="100008.jpg: cannot read this image"):
-        load_image(bad, Preprocess(channels=1, image_size=32))
+        load_image(bad, InputSpec(channels=1, size=32))
 
 
 def _gradient_jpeg(path: Path, size: tuple[int, int], mode: str) -> None:
@@ -157,20 +156,20 @@ def _gradient_jpeg(path: Path, size: tuple[int, int], mode: str) -> None:
 @pytest.mark.parametrize(
     "prep",
     [
-        Preprocess(channels=1, crop=256, image_size=64),
-        Preprocess(channels=3, crop=208, image_size=69),
-        Preprocess(channels=3),
-        Preprocess(channels=1, crop=256),
+        InputSpec(channels=1, crop=256, size=64),
+        InputSpec(channels=3, crop=208, size=69),
+        InputSpec(channels=3),
+        InputSpec(channels=1, crop=256),
     ],
 )
 def test_load_image_odd_sizes_and_grayscale(
-    tmp_path: Path, size: tuple[int, int], mode: str, prep: Preprocess
+    tmp_path: Path, size: tuple[int, int], mode: str, prep: InputSpec
 ) -> None:
     path = tmp_path / "100008.jpg"
     _gradient_jpeg(path, size, mode)
     img = load_image(path, prep)
     side = min(size)
-    expect = prep.image_size or round((prep.crop or 424) * side / 424)
+    expect = prep.size or round((prep.crop or 424) * side / 424)
     assert img.dtype == np.uint8 and img.shape == (prep.channels, expect, expect)
     # The crop is centred: the centre pixel keeps the source's centre value.
     full = np.asarray(Image.open(path).convert("L" if prep.channels == 1 else "RGB"), np.float64)
@@ -185,7 +184,7 @@ def test_crop_is_relative_to_image_size(tmp_path: Path) -> None:
     big[84:340, 84:340] = 200  # a square exactly the crop-256 field of view
     Image.fromarray(big).save(tmp_path / "1.png")
     Image.fromarray(big).resize((212, 212), Image.Resampling.BOX).save(tmp_path / "2.png")
-    prep = Preprocess(channels=1, crop=256, image_size=32)
+    prep = InputSpec(channels=1, crop=256, size=32)
     a, b = load_image(tmp_path / "1.png", prep), load_image(tmp_path / "2.png", prep)
     assert a.min() > 150 and b.min() > 150  # only the bright square is inside the crop
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 3
@@ -194,7 +193,7 @@ def test_crop_is_relative_to_image_size(tmp_path: Path) -> None:
 def test_reduced_jpeg_decode_is_close_to_full_decode(tmp_path: Path) -> None:
     path = tmp_path / "100008.jpg"
     _gradient_jpeg(path, (424, 424), "RGB")
-    fast = load_image(path, Preprocess(channels=3, crop=256, image_size=64)).astype(float)
+    fast = load_image(path, InputSpec(channels=3, crop=256, size=64)).astype(float)
     full = np.asarray(Image.open(path).convert("RGB"))[84:340, 84:340]
     ref = np.asarray(Image.fromarray(full).resize((64, 64), Image.Resampling.BILINEAR)).astype(
         float
@@ -205,19 +204,19 @@ def test_reduced_jpeg_decode_is_close_to_full_decode(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("original", Preprocess(3, None, None)),
-        ("gray,crop=256,size=64", Preprocess(1, 256, 64)),
-        ("grayscale + crop=256 + resize=128", Preprocess(1, 256, 128)),
+        ("original", InputSpec(3, None, None)),
+        ("gray,crop=256,size=64", InputSpec(1, 256, 64)),
+        ("grayscale + crop=256 + resize=128", InputSpec(1, 256, 128)),
     ],
 )
-def test_transform_specs(spec: str, expected: Preprocess) -> None:
-    assert Preprocess.from_spec(spec) == expected
+def test_transform_specs(spec: str, expected: InputSpec) -> None:
+    assert parse_transform(spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["blur", "crop=abc", "size=4", "crop=999"])
 def test_bad_transform_specs(spec: str) -> None:
-    with pytest.raises(BadInputError):
-        Preprocess.from_spec(spec)
+    with pytest.raises(BadInputError, match="--transform"):
+        parse_transform(spec)
 
 
 def test_columns_constant_matches_file_header(synthetic_data: Path) -> None:

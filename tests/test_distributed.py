@@ -38,4 +38,4 @@ def test_torchrun_two_cpu_processes(synthetic_data: Path, tmp_path: Path) -> Non
     assert json.loads(proc.stdout)["epochs_run"] == 2  # one JSON object: rank 0's
     assert "rank 0 of 2" in proc.stderr and "rank 1 of 2" in proc.stderr
     assert [r["epoch"] for r in read_metrics(runs / "ddp")] == [1, 2]
-    assert load_checkpoint(runs / "ddp" / "weights" / "last.pt")["epoch"] == 2
+    assert load_checkpoint(runs / "ddp" / "weights" / "last.pt").progress.epoch == 2

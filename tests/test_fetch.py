@@ -19,6 +19,7 @@ from fake_kaggle import FakeKaggle
 from typer.testing import CliRunner
 
 from galaxyzoo_cli import fetch
+from galaxyzoo_cli.archive import extract_competition
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, write_labels
 from galaxyzoo_cli.errors import BadInputError
@@ -336,7 +337,7 @@ def test_unsafe_member_names_are_refused(tmp_path: Path, member: str, problem: s
     archive = tmp_path / "a.zip"
     archive.write_bytes(_zip({"images_training_rev1.zip": _zip({member: b"x", "1.jpg": b"y"})}))
     with pytest.raises(BadInputError, match=problem) as e:
-        fetch.extract_competition(archive, tmp_path / "out")
+        extract_competition(archive, tmp_path / "out")
     assert repr(member) in str(e.value)
     assert not (tmp_path / "out" / TRAIN_IMAGES).exists()
 
@@ -350,7 +351,7 @@ def test_symlink_member_is_refused(tmp_path: Path) -> None:
     archive = tmp_path / "a.zip"
     archive.write_bytes(buf.getvalue())
     with pytest.raises(BadInputError, match="symlink"):
-        fetch.extract_competition(archive, tmp_path / "out")
+        extract_competition(archive, tmp_path / "out")
 
 
 def test_extraction_finds_files_at_any_depth(tmp_path: Path) -> None:
@@ -372,10 +373,9 @@ def test_extraction_finds_files_at_any_depth(tmp_path: Path) -> None:
             }
         )
     )
-    stats = fetch.extract_competition(archive, tmp_path / "out")
+    stats = extract_competition(archive, tmp_path / "out")
     out = tmp_path / "out"
     assert (stats.n_train, stats.n_test, stats.labels) == (1, 2, True)
-    assert stats.n_ignored == 2
     assert (out / TRAIN_IMAGES / "100008.jpg").read_bytes() == b"a"
     assert sorted(p.name for p in (out / TEST_IMAGES).iterdir()) == ["200001.jpg", "200002.JPG"]
     assert (out / LABELS_CSV).read_bytes() == b"csv"

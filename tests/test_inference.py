@@ -16,7 +16,8 @@ from galaxyzoo_cli.data import TRAIN_IMAGES, read_labels
 from galaxyzoo_cli.inference import evaluate, predict
 from galaxyzoo_cli.metrics import ErrorSum, kaggle_rmse, question_scores
 from galaxyzoo_cli.schema import CSV_HEADER
-from galaxyzoo_cli.training import TrainConfig, train
+from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.training import train
 from galaxyzoo_cli.transforms import tta_views
 
 runner = CliRunner()
@@ -60,9 +61,10 @@ def test_rmse_is_global_not_a_mean_of_batch_rmses() -> None:
 def test_per_question_accuracy_on_constructed_cases() -> None:
     target = np.full((4, 37), np.nan)
     pred = np.zeros((4, 37))
-    target[:, 0:3] = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]]
+    target[:, 0:3] = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [1.0, 0.0, 0.0]]
     pred[:, 0:3] = [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]]
-    # Q2 reached only by galaxies 0 and 1 (their answers sum > 0); galaxy 2 unlabelled for Q2
+    # Q2 reached only by galaxies 0 and 1 (A1.2 > 0 and the answers follow the tree); galaxy 2 is
+    # unlabelled for Q2 and galaxy 3 never reached it (A1.2 = 0)
     target[:, 3:5] = [[0.1, 0.1], [0.5, 0.3], [np.nan, np.nan], [0.0, 0.0]]
     pred[:, 3:5] = [[0.9, 0.1], [0.1, 0.9], [0.5, 0.5], [0.5, 0.5]]
     scores = {s.number: s for s in question_scores(pred, target)}
@@ -187,14 +189,14 @@ def test_ensemble_averages_two_runs(run_dir: Path, synthetic_data: Path, tmp_pat
 def test_interrupted_predict_leaves_no_file(
     run_dir: Path, synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import galaxyzoo_cli.inference as inference
+    import galaxyzoo_cli.data as data
 
     out = tmp_path / "sub.csv"
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inference, "format_rows", boom)
+    monkeypatch.setattr(data, "format_rows", boom)
     with pytest.raises(KeyboardInterrupt):
         predict([run_dir], data_dir=synthetic_data, out=out, device="cpu")
     assert list(tmp_path.iterdir()) == []

@@ -46,10 +46,10 @@ def test_models_command_lists_registry() -> None:
 @pytest.mark.parametrize("head", ["tree", "sigmoid"])
 def test_every_model_forward_backward(name: str, head: str) -> None:
     spec = get_spec(name)
-    size = min(spec.image_size, 64)  # small inputs keep the big backbones fast here
+    size = min(spec.input.size or 64, 64)  # small inputs keep the big backbones fast here
     config = resolve_config(name, head=head, image_size=size, freeze=False)
     model = create_model(config)
-    x = torch.rand(2, config.channels, size, size)
+    x = torch.rand(2, config.input.channels, size, size)
     out = model(x)
     assert out.shape == (2, 37)
     assert out.min() >= 0 and out.max() <= 1
@@ -62,8 +62,9 @@ def test_every_model_forward_backward(name: str, head: str) -> None:
 
 def test_model_declares_its_preprocessing() -> None:
     c = resolve_config("resnet18", channels=1)
-    assert c.mean == pytest.approx((0.449,), abs=1e-3)  # ImageNet mean averaged for grayscale
-    assert resolve_config("convnet").channels == 1 and resolve_config("convnet").image_size == 64
+    assert c.input.mean == pytest.approx((0.449,), abs=1e-3)  # ImageNet mean, grayscale
+    convnet = resolve_config("convnet").input
+    assert (convnet.channels, convnet.crop, convnet.size) == (1, 256, 64)
     assert resolve_config("resnet18").freeze and not resolve_config("galaxynet").freeze
 
 
@@ -95,7 +96,7 @@ def test_masked_losses_ignore_empty_cells() -> None:
     target[:] = float("nan")
     assert masked_loss("mse", pred, target).item() == 0.0  # nothing labelled: no signal
     with pytest.raises(BadInputError, match="--loss 'hinge'"):
-        masked_loss("hinge", pred, torch.zeros(2, 37))
+        masked_loss("hinge", pred, torch.zeros(2, 37))  # type: ignore[arg-type]
 
 
 def test_unknown_model_is_a_clear_error(synthetic_data: Path, tmp_path: Path) -> None:

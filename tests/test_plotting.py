@@ -12,13 +12,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from galaxyzoo_cli import plotting
+from galaxyzoo_cli.preview import preview
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.data import Catalogue
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.metrics import question_scores
 from galaxyzoo_cli.schema import QUESTIONS, question
+from galaxyzoo_cli.settings import TrainConfig
 from galaxyzoo_cli.synthetic import generate
-from galaxyzoo_cli.training import TrainConfig, train
+from galaxyzoo_cli.training import train
 
 RUN_FIGURES = ("loss.png", "accuracy.png", "scatter.png", "gallery.png")
 
@@ -45,11 +47,13 @@ def copy_run(run_dir: Path, dest: Path) -> Path:
 
 
 def move_data_away(run_dir: Path) -> None:
-    """Point the run's config.json at a data folder that does not exist."""
-    path = run_dir / "config.json"
-    config = json.loads(path.read_text())
-    config["data"]["data_dir"] = str(run_dir / "moved-away")
-    path.write_text(json.dumps(config))
+    """Point the run's checkpoints at a data folder that does not exist."""
+    import torch
+
+    for path in (run_dir / "weights").glob("*.pt"):
+        raw = torch.load(path, weights_only=True)
+        raw["data"]["data_dir"] = str(run_dir / "moved-away")
+        torch.save(raw, path)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -170,7 +174,7 @@ def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Pa
     assert all(0 < h <= 1 for h in heights)
     assert [t.get_text() for t in ax.texts if t.get_text() == "no labels"] == ["no labels"] * 2
     assert ax.get_xticklabels()[0].get_text() == "Q1 smooth…"
-    plotting._pyplot().close(fig)
+    plotting.pyplot().close(fig)
 
 
 def test_top_path_follows_the_volunteers_answers_down_the_tree() -> None:
@@ -200,7 +204,7 @@ def test_preview_grid_grows_with_rows_and_columns(tiny: tuple[Path, Path], tmp_p
         (2, ["original", "gray", "size=32"]),
     ):
         out = tmp_path / f"{n}x{len(transforms)}.png"
-        result = plotting.preview(data_dir, n=n, transforms=transforms, out=out)
+        result = preview(data_dir, n=n, transforms=transforms, out=out)
         assert result.out == out and len(result.galaxy_ids) == n
         assert result.transforms == transforms
         sizes[n, len(transforms)] = png_size(out)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from galaxyzoo_cli import data, schema, synthetic
+from galaxyzoo_cli import data, rendering, schema, synthetic
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.errors import BadInputError
 
@@ -150,7 +150,7 @@ def test_images_are_dark_sky_with_a_bright_centre(layout: Path) -> None:
 def _light(params: synthetic.GalaxyParams) -> np.ndarray:
     """Mean rendered image of ``params`` minus the sky level, (424, 424, 3) float."""
     rng = np.random.default_rng(5)
-    img = np.mean([synthetic.render(params, rng).astype(np.float64) for _ in range(3)], axis=0)
+    img = np.mean([rendering.render(params, rng).astype(np.float64) for _ in range(3)], axis=0)
     return img - np.median(img[:40, :40].reshape(-1, 3), axis=0)
 
 

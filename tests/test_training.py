@@ -11,14 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import galaxyzoo_cli.training as training
+import galaxyzoo_cli.fit as fit_module
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.device import Runtime
-from galaxyzoo_cli.errors import BadInputError, JobFailedError
+from galaxyzoo_cli.data import split_ids
+from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
 from galaxyzoo_cli.progress import SILENT
-from galaxyzoo_cli.runs import load_checkpoint, model_from_checkpoint, read_metrics
+from galaxyzoo_cli.runs import load_checkpoint, read_metrics
+from galaxyzoo_cli.settings import TrainConfig
 from galaxyzoo_cli.synthetic import generate
-from galaxyzoo_cli.training import TrainConfig, select_init, split_indices, train
+from galaxyzoo_cli.training import resume, select_init, train
 
 runner = CliRunner()
 TINY = {"model": "test_tiny", "batch_size": 16, "device": "cpu", "lr": 3e-3}
@@ -33,13 +34,12 @@ def data300(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_split_last_and_random() -> None:
     ids = np.array([500, 100, 400, 200, 300, 900, 800, 700, 600, 1000])
-    tr, va = split_indices(ids, 0.2, "last", seed=0)
-    assert sorted(ids[va].tolist()) == [900, 1000]  # the highest GalaxyIDs, like the winner
-    assert len(tr) == 8 and not set(tr) & set(va)
-    tr1, va1 = split_indices(ids, 0.3, "random", seed=1)
-    tr2, va2 = split_indices(ids, 0.3, "random", seed=1)
-    assert va1.tolist() == va2.tolist() and len(va1) == 3
-    assert split_indices(ids, 0.0, "random", 0)[1].size == 0
+    va = split_ids(ids, 0.2, "last", seed=0)  # type: ignore[arg-type]
+    assert va.tolist() == [900, 1000]  # the highest GalaxyIDs, like the winner
+    va1 = split_ids(ids, 0.3, "random", seed=1)  # type: ignore[arg-type]
+    va2 = split_ids(ids, 0.3, "random", seed=1)  # type: ignore[arg-type]
+    assert va1.tolist() == va2.tolist() and len(va1) == 3 and set(va1) <= set(ids)
+    assert split_ids(ids, 0.0, "random", 0).size == 0  # type: ignore[arg-type]
 
 
 def test_training_beats_the_mean_baseline(data300: Path, tmp_path: Path) -> None:
@@ -60,7 +60,9 @@ def test_run_folder_and_self_describing_checkpoints(synthetic_data: Path, tmp_pa
     assert run == tmp_path / "tiny"
     config = json.loads((run / "config.json").read_text())
     assert config["settings"]["model"] == "test_tiny" and config["settings"]["epochs"] == 2
-    assert config["preprocess"] == {"channels": 1, "crop": 256, "image_size": 24}
+    assert config["model"]["input"] == {
+        "channels": 1, "crop": 256, "size": 24, "mean": [0.5], "std": [0.5]
+    }  # fmt: skip
     assert config["model"]["head"] == "tree" and config["version"]
     assert len(config["data"]["val_ids"]) == 12 and config["device"] == "cpu"
     with (run / "metrics.csv").open() as f:
@@ -70,9 +72,11 @@ def test_run_folder_and_self_describing_checkpoints(synthetic_data: Path, tmp_pa
     # weights_only loading, and the model rebuilds from the checkpoint alone
     raw = torch.load(run / "weights" / "best.pt", weights_only=True)
     assert raw["model"]["name"] == "test_tiny" and "optimizer_state" not in raw
-    model, prep = model_from_checkpoint(raw)
-    assert prep.image_size == 24 and model(torch.rand(3, 1, 24, 24)).shape == (3, 37)
-    assert "optimizer_state" in load_checkpoint(run / "weights" / "last.pt")
+    best = load_checkpoint(run / "weights" / "best.pt")
+    model = best.build_model()
+    assert best.model.input.size == 24 and model(torch.rand(3, 1, 24, 24)).shape == (3, 37)
+    assert best.val_ids.tolist() == config["data"]["val_ids"]
+    assert "optimizer_state" in load_checkpoint(run / "weights" / "last.pt").state
     # a second run with the same name never overwrites the first
     again = train(
         TrainConfig(**TINY, epochs=1, name="tiny"), data_dir=synthetic_data, runs_dir=tmp_path
@@ -91,7 +95,7 @@ def test_best_weights_are_restored_and_saved(synthetic_data: Path, tmp_path: Pat
     assert result.best_epoch == int(np.argmin(losses)) + 1
     assert result.best_val_loss == pytest.approx(min(losses), rel=1e-5)
     best = load_checkpoint(result.run_dir / "weights" / "best.pt")
-    assert best["epoch"] == result.best_epoch
+    assert best.progress.epoch == result.best_epoch
     if result.stopped_early:
         assert len(rows) == result.best_epoch + 2  # patience 2
 
@@ -101,9 +105,9 @@ def test_same_seed_same_result_on_cpu(synthetic_data: Path, tmp_path: Path) -> N
     b = train(TrainConfig(**TINY, epochs=2, seed=5), data_dir=synthetic_data, runs_dir=tmp_path)
     c = train(TrainConfig(**TINY, epochs=2, seed=6), data_dir=synthetic_data, runs_dir=tmp_path)
     assert read_metrics(a.run_dir)[-1]["train_loss"] == read_metrics(b.run_dir)[-1]["train_loss"]
-    sa = load_checkpoint(a.run_dir / "weights" / "last.pt")["model_state"]
-    sb = load_checkpoint(b.run_dir / "weights" / "last.pt")["model_state"]
-    sc = load_checkpoint(c.run_dir / "weights" / "last.pt")["model_state"]
+    sa = load_checkpoint(a.run_dir / "weights" / "last.pt").state["model_state"]
+    sb = load_checkpoint(b.run_dir / "weights" / "last.pt").state["model_state"]
+    sc = load_checkpoint(c.run_dir / "weights" / "last.pt").state["model_state"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
@@ -121,7 +125,7 @@ def test_resume_continues_the_metrics(synthetic_data: Path, tmp_path: Path) -> N
     after = read_metrics(first.run_dir)
     assert [r["epoch"] for r in after] == [1, 2, 3, 4]
     assert after[:2] == before
-    assert load_checkpoint(first.run_dir / "weights" / "last.pt")["epoch"] == 4
+    assert load_checkpoint(first.run_dir / "weights" / "last.pt").progress.epoch == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.run_dir.name]  # in place
     result = runner.invoke(app, ["train", "--resume", str(first.run_dir), "--epochs", "3"])
     assert result.exit_code == 2 and "already has 4 epochs" in result.output
@@ -132,9 +136,9 @@ def test_resumed_run_equals_uninterrupted_run(synthetic_data: Path, tmp_path: Pa
     whole = train(cfg, data_dir=synthetic_data, runs_dir=tmp_path / "a")
     part = train(TrainConfig(**{**TINY}, epochs=1, patience=0, schedule="constant"),
                  data_dir=synthetic_data, runs_dir=tmp_path / "b")  # fmt: skip
-    train(TrainConfig(epochs=3, device="cpu"), resume=part.run_dir)
-    wa = load_checkpoint(whole.run_dir / "weights" / "last.pt")["model_state"]
-    wb = load_checkpoint(part.run_dir / "weights" / "last.pt")["model_state"]
+    resume(part.run_dir, epochs=3, device="cpu")
+    wa = load_checkpoint(whole.run_dir / "weights" / "last.pt").state["model_state"]
+    wb = load_checkpoint(part.run_dir / "weights" / "last.pt").state["model_state"]
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)
 
 
@@ -158,9 +162,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     with pytest.raises(JobFailedError, match="diverged in epoch 2"):
         train(TrainConfig(**TINY, epochs=3, name="nan"), data_dir=synthetic_data, runs_dir=tmp_path)
     last = load_checkpoint(tmp_path / "nan" / "weights" / "last.pt")
-    assert last["epoch"] == 1
+    assert last.progress.epoch == 1
     assert all(
-        torch.isfinite(v).all() for v in last["model_state"].values() if v.is_floating_point()
+        torch.isfinite(v).all()
+        for v in last.state["model_state"].values()
+        if v.is_floating_point()
     )
     assert len(read_metrics(tmp_path / "nan")) == 1
 
@@ -180,9 +186,9 @@ def test_ctrl_c_saves_and_says_how_to_resume(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(transforms, "augment_batch", interrupt)
-    with pytest.raises(JobFailedError, match="interrupted after epoch 1.*--resume"):
+    with pytest.raises(Interrupted, match="interrupted after epoch 1.*--resume"):
         train(TrainConfig(**TINY, epochs=3, name="cc"), data_dir=synthetic_data, runs_dir=tmp_path)
-    assert load_checkpoint(tmp_path / "cc" / "weights" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "cc" / "weights" / "last.pt").progress.epoch == 1
 
 
 def test_select_init_keeps_the_truly_best_trial(synthetic_data: Path, tmp_path: Path) -> None:
@@ -201,12 +207,12 @@ def test_select_init_keeps_the_truly_best_trial(synthetic_data: Path, tmp_path: 
     assert best is not trials[-1] or trials[-1]["val_loss"] == min(t["val_loss"] for t in trials)
     # The kept weights really are the best trial's (not the last trial's): re-evaluate them.
     init = load_checkpoint(result.run_dir / "weights" / "init.pt")
-    model, _ = model_from_checkpoint(init)
-    setup = training._prepare(
-        TrainConfig(**TINY, epochs=3, augment=False), synthetic_data,
-        Runtime(torch.device("cpu")), SILENT,
-    )  # fmt: skip
-    loss, _ = training._evaluate(model, setup.data.x_val, setup.data.y_val, setup, False)
+    setup, _ = fit_module.prepare(
+        TrainConfig(**TINY, epochs=3, augment=False), synthetic_data, SILENT
+    )
+    fit = fit_module.Fit(setup, seed=0)
+    fit.model.load_state_dict(init.state["model_state"])
+    loss, _ = fit.validate(setup.x_val, setup.y_val)
     assert loss == pytest.approx(best["val_loss"], rel=1e-5)
     assert [r["epoch"] for r in read_metrics(result.run_dir)] == [1, 2, 3]
     assert result.trials and len(result.trials) == 4
@@ -238,8 +244,8 @@ def test_select_init_rejects_bad_options(synthetic_data: Path, tmp_path: Path) -
         ("--epochs", "0", "--epochs 0"),
         ("--lr", "-1", "--lr -1"),
         ("--val-fraction", "1.5", "--val-fraction 1.5"),
-        ("--loss", "hinge", "--loss 'hinge'"),
-        ("--head", "softmax", "--head 'softmax'"),
+        ("--loss", "hinge", "'hinge' is not one of"),
+        ("--head", "softmax", "'softmax' is not one of"),
         ("--channels", "2", "--channels 2"),
         ("--crop", "1000", "--crop 1000"),
         ("--device", "tpu", "--device 'tpu'"),
@@ -286,10 +292,10 @@ def test_frozen_backbone_trains_head_on_cached_features(
     assert result.exit_code == 0, result.output
     assert "computed once" in result.stderr
     run = next((tmp_path / "r").iterdir())
-    state = load_checkpoint(run / "weights" / "last.pt")["model_state"]
+    state = load_checkpoint(run / "weights" / "last.pt").state["model_state"]
     source = timm.create_model("test_resnet", num_classes=0)
     source.load_state_dict(torch.load(weights, weights_only=True), strict=False)
     for key, value in source.state_dict().items():
         assert torch.equal(state[f"features.{key}"], value), key  # frozen: unchanged
     config = json.loads((run / "config.json").read_text())
-    assert config["settings"]["freeze"] and not config["settings"]["augment"]
+    assert config["model"]["freeze"] and not config["settings"]["augment"]

@@ -5,18 +5,19 @@ Importing this package imports the model files, which register themselves.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.models import backbones, custom  # noqa: F401  (they register their models)
-from galaxyzoo_cli.models.heads import HEADS, make_head
+from galaxyzoo_cli.models.heads import make_head
 from galaxyzoo_cli.models.registry import ModelSpec, get_spec, list_models
+from galaxyzoo_cli.settings import Head, choice
 
 __all__ = [
-    "HEADS",
     "GalaxyModel",
     "ModelConfig",
     "ModelSpec",
@@ -31,24 +32,30 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model's architecture (saved in checkpoints)."""
+    """Everything needed to rebuild a model and feed it (saved once, in checkpoints)."""
 
     name: str
-    head: str = "tree"
-    channels: int = 3
-    image_size: int = 64
+    head: Head
+    input: InputSpec
+    """Channels, crop, size and normalisation: the one copy every command reads."""
     freeze: bool = False
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
-    std: tuple[float, ...] = (0.5, 0.5, 0.5)
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
+        return {
+            "name": self.name,
+            "head": self.head.value,
+            "input": self.input.as_dict(),
+            "freeze": self.freeze,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+        return cls(
+            name=str(d["name"]),
+            head=choice(Head, d["head"], "head"),
+            input=InputSpec.from_dict(d["input"]),
+            freeze=bool(d["freeze"]),
+        )
 
 
 class GalaxyModel(nn.Module):
@@ -62,8 +69,9 @@ class GalaxyModel(nn.Module):
         self.config = config
         self.features = features
         self.head = make_head(config.head, int(features.num_features))  # type: ignore[arg-type]
-        self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
+        spec = config.input
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
         if config.freeze:
             self.features.requires_grad_(False)
 
@@ -92,24 +100,31 @@ def _channel_stats(values: tuple[float, ...], channels: int) -> tuple[float, ...
 def resolve_config(
     name: str,
     *,
-    head: str = "tree",
+    head: Head | str = Head.TREE,
     channels: int | None = None,
     image_size: int | None = None,
+    crop: int | None = None,
     freeze: bool | None = None,
 ) -> ModelConfig:
-    """Fill unset settings from the model's declared defaults."""
+    """The model's configuration: unset options filled from its declared defaults, once.
+
+    The input's normalisation follows the channels (an RGB mean averaged for grayscale).
+    """
     spec = get_spec(name)
-    if head not in HEADS:
-        make_head(head, 1)  # raises the error that names the choices
-    ch = channels or spec.channels
+    default = spec.input
+    ch = channels or default.channels
     return ModelConfig(
         name=spec.name,
-        head=head,
-        channels=ch,
-        image_size=image_size or spec.image_size,
+        head=choice(Head, head, "--head"),
+        input=replace(
+            default,
+            channels=ch,
+            crop=default.crop if crop is None else crop,
+            size=image_size or default.size,
+            mean=_channel_stats(default.mean, ch),
+            std=_channel_stats(default.std, ch),
+        ),
         freeze=spec.pretrained if freeze is None else freeze,
-        mean=_channel_stats(spec.mean, ch),
-        std=_channel_stats(spec.std, ch),
     )
 
 
@@ -119,8 +134,8 @@ def create_model(
     """Build the model of ``config``; a backbone gets pretrained or local weights if asked."""
     spec = get_spec(config.name)
     features = spec.factory(
-        channels=config.channels,
-        image_size=config.image_size,
+        channels=config.input.channels,
+        image_size=config.input.size,
         pretrained=pretrained,
         weights=weights,
     )
@@ -137,13 +152,14 @@ def describe_models(pattern: str = "*", include_test: bool = False) -> list[dict
         config = resolve_config(name)
         with torch.device("meta"):  # count parameters without allocating or loading weights
             model = create_model(config, pretrained=False)
-        crop = f", crop {spec.crop}" if spec.crop else ""
+        crop = f", crop {spec.input.crop}" if spec.input.crop else ""
         rows.append(
             {
                 "name": name,
                 "kind": spec.kind,
                 "parameters": count_parameters(model),
-                "input": f"{'gray' if spec.channels == 1 else 'RGB'} {spec.image_size} px{crop}",
+                "input": f"{'gray' if spec.input.channels == 1 else 'RGB'} "
+                f"{spec.input.size} px{crop}",
                 "frozen_by_default": config.freeze,
                 "pretrained_by_default": spec.pretrained,
                 "description": spec.description,
@@ -152,5 +168,5 @@ def describe_models(pattern: str = "*", include_test: bool = False) -> list[dict
     return rows
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

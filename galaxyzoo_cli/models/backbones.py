@@ -18,10 +18,12 @@ from urllib.parse import urlparse
 from torch import nn
 
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.models.registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ModelSpec,
+    register_family,
     register_model,
 )
 
@@ -124,13 +126,18 @@ def timm_spec(arch: str) -> ModelSpec:
         kind="timm",
         factory=_factory(arch),
         description=f"timm {arch}",
-        channels=3,
-        image_size=size,
-        crop=BACKBONE_CROP,
-        mean=tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN,
-        std=tuple(cfg.std) if cfg is not None else IMAGENET_STD,
+        input=InputSpec(
+            channels=3,
+            crop=BACKBONE_CROP,
+            size=size,
+            mean=tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN,
+            std=tuple(cfg.std) if cfg is not None else IMAGENET_STD,
+        ),
         pretrained=has_weights,
     )
+
+
+register_family("timm/", timm_spec)
 
 
 for _name, _desc in (

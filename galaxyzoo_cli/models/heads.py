@@ -11,10 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.schema import N_OUTPUTS, QUESTIONS, TREE_ORDER, question
-
-HEADS = ("tree", "sigmoid")
+from galaxyzoo_cli.settings import Head
 
 
 def tree_normalise(raw: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
@@ -62,9 +60,5 @@ class SigmoidHead(nn.Module):
         return torch.sigmoid(self.linear(features).float())
 
 
-def make_head(kind: str, in_features: int) -> nn.Module:
-    if kind == "tree":
-        return TreeHead(in_features)
-    if kind == "sigmoid":
-        return SigmoidHead(in_features)
-    raise BadInputError(f"--head {kind!r}: unknown head. Use one of: {', '.join(HEADS)}.")
+def make_head(kind: Head, in_features: int) -> nn.Module:
+    return TreeHead(in_features) if kind == Head.TREE else SigmoidHead(in_features)

@@ -1,7 +1,8 @@
-"""The model registry: names → factories and their declared preprocessing.
+"""The model registry: names → factories and the input each model declares.
 
 A leaf module: it imports no model. Model files register their factories with
-:func:`register_model`; ``galaxyzoo_cli.models`` imports those files and re-exports the lookups.
+:func:`register_model` (and families of names, such as ``timm/<arch>``, with
+:func:`register_family`); ``galaxyzoo_cli.models`` imports those files and re-exports the lookups.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.images import InputSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TIMM_PREFIX = "timm/"
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,8 @@ class ModelSpec:
     """``custom`` (trained from scratch) or ``timm`` (a timm backbone)."""
     factory: Callable[..., Any]
     description: str
-    channels: int
-    image_size: int
-    crop: int | None
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    input: InputSpec
+    """The default input: channels, crop, size and normalisation."""
     pretrained: bool = False
     """Pretrained weights exist and are used by default (and features are frozen by default)."""
     test: bool = False
@@ -44,6 +42,7 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_FAMILIES: dict[str, Callable[[str], ModelSpec]] = {}
 
 
 def register_model(
@@ -59,7 +58,8 @@ def register_model(
     pretrained: bool = False,
     test: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a feature-extractor factory under ``name`` with its input defaults."""
+    """Decorator registering a feature-extractor factory under ``name`` with its input defaults
+    (normalisation: 0.5 ± 0.5 per channel unless given)."""
 
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
@@ -69,17 +69,24 @@ def register_model(
             kind=kind,
             factory=factory,
             description=description,
-            channels=channels,
-            image_size=image_size,
-            crop=crop,
-            mean=mean or (0.5,) * channels,
-            std=std or (0.5,) * channels,
+            input=InputSpec(
+                channels=channels,
+                crop=crop,
+                size=image_size,
+                mean=mean or (0.5,) * channels,
+                std=std or (0.5,) * channels,
+            ),
             pretrained=pretrained,
             test=test,
         )
         return factory
 
     return wrap
+
+
+def register_family(prefix: str, resolve: Callable[[str], ModelSpec]) -> None:
+    """Names ``<prefix><rest>`` resolve to ``resolve(rest)`` (e.g. ``timm/<architecture>``)."""
+    _FAMILIES[prefix] = resolve
 
 
 def list_models(pattern: str = "*", include_test: bool = True) -> list[str]:
@@ -92,16 +99,18 @@ def list_models(pattern: str = "*", include_test: bool = True) -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered name, or of any timm architecture addressed as ``timm/<name>``."""
+    """The spec of a registered name, or of a name in a registered family (``timm/<name>``)."""
     key = name.strip().lower()
     if key in _REGISTRY:
         return _REGISTRY[key]
-    if key.startswith(TIMM_PREFIX):
-        from galaxyzoo_cli.models.backbones import timm_spec
-
-        return timm_spec(key[len(TIMM_PREFIX) :])
-    close = [n for n in _REGISTRY if n[:3] == key[:3]] or list_models(include_test=False)
+    for prefix, resolve in _FAMILIES.items():
+        if key.startswith(prefix):
+            return resolve(key[len(prefix) :])
+    close = [n for n in list_models(include_test=False) if n[:3] == key[:3]]
+    known = ", ".join(list_models(include_test=False))
+    hint = f"Did you mean {' or '.join(close)}? " if close else ""
+    families = ", ".join(f"{p}<name>" for p in _FAMILIES)
     raise BadInputError(
-        f"--model {name!r}: unknown model. Known: {', '.join(close)} "
-        f"(see `galaxyzoo models`), or any timm architecture as timm/<name>."
+        f"--model {name!r}: unknown model. {hint}Registered: {known}"
+        + (f"; or any {families}." if families else ".")
     )

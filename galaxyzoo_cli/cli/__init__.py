@@ -1,0 +1,14 @@
+"""The command line: thin Typer commands over the library (``galaxyzoo``), one error boundary.
+
+:mod:`galaxyzoo_cli.cli.app` holds the app and what its commands share; each other module adds
+commands to it.
+"""
+
+import importlib
+
+from galaxyzoo_cli.cli.app import app, main
+
+for _module in ("data", "train", "results"):  # they add their commands, in this order in --help
+    importlib.import_module(f"galaxyzoo_cli.cli.{_module}")
+
+__all__ = ["app", "main"]

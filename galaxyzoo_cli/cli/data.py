@@ -1,0 +1,125 @@
+"""Commands for data and models: fetch, check, preview, models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from galaxyzoo_cli.cli.app import DataDir, JsonOut, RichReporter, Seed, app, emit
+from galaxyzoo_cli.errors import BadInputError
+
+
+@app.command()
+def fetch(
+    data_dir: DataDir = Path("data"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Start over: replace what is there.")
+    ] = False,
+    synthetic: Annotated[
+        int | None,
+        typer.Option(
+            "--synthetic",
+            metavar="N",
+            help="Offline: write N labelled synthetic galaxies instead of downloading.",
+        ),
+    ] = None,
+    test_images: Annotated[
+        int,
+        typer.Option(
+            "--test-images", metavar="M", help="With --synthetic: M unlabelled test images."
+        ),
+    ] = 0,
+    seed: Seed = 0,
+    keep_archives: Annotated[
+        bool, typer.Option("--keep-archives", help="Keep the downloaded zip files.")
+    ] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Download the Kaggle competition data (or write synthetic galaxies with --synthetic N)."""
+    reporter = RichReporter()
+    if synthetic is not None:
+        from galaxyzoo_cli.synthetic import generate
+
+        result: Any = generate(
+            data_dir, synthetic, test_images, seed=seed, force=force, reporter=reporter
+        )
+    else:
+        if test_images:
+            raise BadInputError("--test-images only goes with --synthetic N.")
+        from galaxyzoo_cli.fetch import fetch_kaggle
+
+        result = fetch_kaggle(data_dir, force=force, keep_archives=keep_archives, reporter=reporter)
+    emit(result, as_json)
+
+
+@app.command()
+def check(data_dir: DataDir = Path("data"), as_json: JsonOut = False) -> None:
+    """Validate a data folder: labels CSV, images, and that the labels obey the decision tree."""
+    from galaxyzoo_cli.data import check_layout
+
+    emit(check_layout(data_dir), as_json)
+
+
+@app.command()
+def preview(
+    data_dir: DataDir = Path("data"),
+    n: Annotated[int, typer.Option("-n", "--n", help="Galaxies per row.")] = 5,
+    transform: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--transform",
+            "-t",
+            metavar="SPEC",
+            help="One row per spec, e.g. 'gray,crop=256,size=64' (tokens: original, gray, crop=N, "
+            "size=N). Default: the notebook's five rows.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path(
+        "preview.png"
+    ),
+    seed: Seed = 0,
+    as_json: JsonOut = False,
+) -> None:
+    """Write a grid of galaxies: one row per preprocessing transform."""
+    from galaxyzoo_cli.preview import preview as make_preview
+
+    emit(make_preview(data_dir, n=n, transforms=transform or [], out=out, seed=seed), as_json)
+
+
+@app.command()
+def models(
+    pattern: Annotated[str, typer.Argument(help="Shell wildcard, e.g. 'res*'.")] = "*",
+    all_models: Annotated[
+        bool, typer.Option("--all", help="Also list the tiny models used by tests.")
+    ] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """List the model registry: name, kind, parameters, default input."""
+    from galaxyzoo_cli.models import describe_models
+
+    rows = describe_models(pattern=pattern, include_test=all_models)
+    if as_json:
+        typer.echo(json.dumps({"models": rows}, indent=2))
+        return
+    if not rows:
+        typer.echo(f"No model matches {pattern!r}. Any timm architecture works as timm/<name>.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("name", "kind", "parameters", "input", "description"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["kind"] + (" (frozen)" if r["frozen_by_default"] else ""),
+            f"{r['parameters'] / 1e6:.2f} M",
+            r["input"],
+            r["description"],
+        )
+    Console(width=max(120, Console().width)).print(table)
+    typer.echo("Any timm architecture also works as timm/<name> (e.g. timm/resnet50).")

@@ -1,0 +1,132 @@
+"""Commands on finished runs: evaluate, predict, plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from galaxyzoo_cli.cli.app import (
+    Cache,
+    DataDir,
+    Device,
+    JsonOut,
+    RichReporter,
+    Workers,
+    app,
+    emit,
+    option,
+)
+from galaxyzoo_cli.settings import EvalSplit
+
+RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run folder or a checkpoint in one.")]
+Tta = Annotated[int, typer.Option("--tta", help="Average N rotated/flipped views (1: none).")]
+RunDataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="GALAXYZOO_DATA_DIR",
+        help="Kaggle-layout folder (default: the one the run was trained on).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def evaluate(
+    run: RunArg,
+    data_dir: RunDataDir = None,
+    split: Annotated[
+        EvalSplit, option("--split", help="The run's validation or training galaxies, or all.")
+    ] = EvalSplit.VAL,
+    tta: Tta = 1,
+    workers: Workers = None,
+    cache: Cache = True,
+    device: Device = "auto",
+    as_json: JsonOut = False,
+) -> None:
+    """Kaggle RMSE, per-question RMSE and accuracy, and the baselines (writes RUN/eval.json)."""
+    from galaxyzoo_cli.inference import evaluate as run_evaluate
+
+    result = run_evaluate(
+        run,
+        data_dir=data_dir,
+        split=split,
+        tta=tta,
+        device=device,
+        use_cache=cache,
+        workers=workers,
+        reporter=RichReporter(),
+    )
+    emit(result, as_json)
+
+
+@app.command()
+def predict(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN...", help="One run, or several to average (an ensemble)."),
+    ],
+    data_dir: DataDir = Path("data"),
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Folder of <GalaxyID>.jpg (default: DATA/images_test_rev1)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="CSV to write (default: RUN/submission.csv)."),
+    ] = None,
+    tta: Tta = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 256,
+    workers: Workers = None,
+    cache: Cache = True,
+    device: Device = "auto",
+    as_json: JsonOut = False,
+) -> None:
+    """Write a Kaggle submission CSV (GalaxyID + 37 columns, sorted by GalaxyID)."""
+    from galaxyzoo_cli.inference import predict as run_predict
+
+    result = run_predict(
+        runs,
+        data_dir=data_dir,
+        images=images,
+        out=out,
+        tta=tta,
+        device=device,
+        batch_size=batch_size,
+        use_cache=cache,
+        workers=workers,
+        reporter=RichReporter(),
+    )
+    emit(result, as_json)
+
+
+@app.command()
+def plot(
+    runs: Annotated[
+        list[Path], typer.Argument(metavar="RUN...", help="One run, or several to compare.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the PNGs (default: each run's folder)."),
+    ] = None,
+    data_dir: RunDataDir = None,
+    workers: Workers = None,
+    cache: Cache = True,
+    device: Device = "auto",
+    as_json: JsonOut = False,
+) -> None:
+    """PNG figures: loss curves, per-question accuracy, predicted vs true, gallery, comparison."""
+    from galaxyzoo_cli.plotting import plot_runs
+
+    result = plot_runs(
+        runs,
+        out_dir=out,
+        data_dir=data_dir,
+        device=device,
+        use_cache=cache,
+        workers=workers,
+        reporter=RichReporter(),
+    )
+    emit(result, as_json)

@@ -1,0 +1,384 @@
+"""The training loop and what it runs on: :func:`prepare` resolves a run's settings and data
+once, :class:`Fit` trains a model through them.
+
+:meth:`Fit.run` reads top to bottom: shuffle; per batch the learning rate, the batch, forward,
+loss, backward and the optimizer step; then the validation pass, early stopping and the checkpoint
+writes. Images come from the uint8 cache (:mod:`galaxyzoo_cli.cache`) and are augmented as
+tensors. With a frozen backbone and no augmentation each image's features are computed once and
+only the head trains. Under torchrun only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from galaxyzoo_cli import losses, transforms
+from galaxyzoo_cli.cache import load_split
+from galaxyzoo_cli.data import load_catalogue, split_ids
+from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
+from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
+from galaxyzoo_cli.metrics import ErrorSum
+from galaxyzoo_cli.models import GalaxyModel, ModelConfig, create_model, get_spec, resolve_config
+from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
+from galaxyzoo_cli.settings import Loss, Optimizer, Schedule, TrainConfig
+
+Images = np.ndarray | torch.Tensor
+"""uint8 images (N, C, S, S) in memory, memory-mapped, or on the GPU; or float features (N, F)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup: everything a fit needs, resolved once
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    config: TrainConfig
+    """The settings, with pretrained and augment resolved (input options stay as given)."""
+    model_config: ModelConfig
+    """The model and its input spec: the one copy of channels, crop, size and normalisation."""
+    runtime: Runtime
+    data_dir: Path
+    n_labelled: int
+    val_ids: np.ndarray
+    x_train: Images
+    y_train: np.ndarray
+    x_val: Images
+    y_val: np.ndarray
+    features: tuple[torch.Tensor, torch.Tensor] | None = None
+    """Frozen-backbone features of (training, validation) images, once computed."""
+
+
+def prepare(
+    config: TrainConfig,
+    data_dir: Path,
+    reporter: Reporter,
+    *,
+    val_ids: np.ndarray | None = None,
+    model_config: ModelConfig | None = None,
+) -> tuple[Setup, Reporter]:
+    """Choose the device (and rank), seed, resolve the settings, split and decode the data.
+
+    ``val_ids`` and ``model_config`` are given when continuing a run. Returns the setup and the
+    reporter to use from here on (silent on every rank but the main one).
+    """
+    config.check()
+    runtime = setup_runtime(config.device, reporter)
+    reporter = reporter if runtime.is_main else SILENT
+    seed_everything(config.seed)
+    spec = get_spec(config.model)
+    if model_config is None:
+        model_config = resolve_config(
+            config.model,
+            head=config.head,
+            channels=config.channels,
+            image_size=config.image_size,
+            crop=config.crop,
+            freeze=config.freeze,
+        )
+    pretrained = config.weights is not None or (
+        spec.pretrained if config.pretrained is None else config.pretrained
+    )
+    if model_config.freeze and not pretrained:
+        reporter.log(
+            "Note: --freeze without pretrained weights: the head trains on random features."
+        )
+    config = config.replace(
+        model=model_config.name,
+        pretrained=pretrained,
+        augment=(not model_config.freeze) if config.augment is None else config.augment,
+    )
+
+    cat = load_catalogue(data_dir)
+    if config.limit is not None:
+        cat = cat.subset(np.arange(min(config.limit, len(cat))))
+    if len(cat) < 2:
+        raise BadInputError(f"{data_dir}: only {len(cat)} labelled image(s); training needs 2+.")
+    if val_ids is None:
+        val_ids = split_ids(cat.ids, config.val_fraction, config.val_split, config.seed)
+    x_tr, y_tr, x_va, y_va = load_split(
+        cat,
+        val_ids,
+        model_config.input,
+        workers=config.workers,
+        use_cache=config.cache,
+        reporter=reporter,
+    )
+    x_train, x_val = runtime.keep_on_device((x_tr, x_va), reporter)
+    setup = Setup(
+        config, model_config, runtime, data_dir, len(cat), val_ids, x_train, y_tr, x_val, y_va
+    )
+    return setup, reporter
+
+
+def _take(x: Images, idx: np.ndarray) -> Images:
+    """Rows ``idx`` of a NumPy array or (GPU) tensor."""
+    if isinstance(x, np.ndarray):
+        return x[idx]
+    return x[torch.from_numpy(idx).to(x.device)]
+
+
+def _lr_factor(step: int, warmup: int, total: int, schedule: Schedule) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 (or constant)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == Schedule.CONSTANT:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _all_reduce_sums(runtime: Runtime, *values: float) -> list[Any]:
+    """Sum plain numbers over the ranks of a distributed run (unchanged otherwise)."""
+    if not runtime.distributed:
+        return list(values)
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=runtime.device)
+    dist.all_reduce(t)
+    return [type(v)(x) for v, x in zip(values, t.tolist(), strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+class Fit:
+    """One model in training: its optimizer, random generator and progress.
+
+    ``train``, ``resume`` and ``select_init`` all train through :meth:`run`.
+    """
+
+    def __init__(self, setup: Setup, seed: int, *, load_pretrained: bool = True) -> None:
+        c = setup.config
+        self.setup = setup
+        torch.manual_seed(seed)
+        pretrained = bool(c.pretrained) and load_pretrained
+        model = create_model(
+            setup.model_config, pretrained=pretrained, weights=c.weights if pretrained else None
+        )
+        self.model: GalaxyModel = model.to(setup.runtime.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        kind = torch.optim.Adam if c.optimizer == Optimizer.ADAM else torch.optim.AdamW
+        self.optimizer = kind(params, lr=c.lr, weight_decay=c.weight_decay)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.progress = Progress()
+
+    def run(
+        self, epochs: int, run_dir: Path | None, reporter: Reporter, early_stopping: bool = True
+    ) -> bool:
+        """Train from the epoch after ``progress.epoch`` up to ``epochs``; True if it stopped
+        early. Writes metrics.csv, weights/best.pt (on improvement) and weights/last.pt (every
+        epoch) into ``run_dir`` when given and this is the main process."""
+        s, c, rt, p = self.setup, self.setup.config, self.setup.runtime, self.progress
+        x_train, x_val, net = self._inputs(reporter)
+        n_train = len(s.y_train)
+        per_rank = max(1, c.batch_size // rt.world_size)
+        steps_per_epoch = max(1, math.ceil(n_train / (per_rank * rt.world_size)))
+        total_steps, warmup = epochs * steps_per_epoch, int(c.warmup_epochs * steps_per_epoch)
+        per_epoch = n_train // rt.world_size * rt.world_size  # equal shares: ranks in lockstep
+        try:
+            for epoch in range(p.epoch + 1, epochs + 1):
+                start = time.perf_counter()
+                # Shuffle (the same permutation on every rank), then take this rank's share.
+                perm = torch.randperm(n_train, generator=self.generator).numpy()[:per_epoch]
+                perm = perm[rt.rank :: rt.world_size]
+                net.train()
+                loss_sum, n_batches = torch.zeros((), device=rt.device), 0
+                with reporter.task(f"Epoch {epoch}/{epochs}", len(perm)) as task:
+                    for b in range(0, len(perm), per_rank):
+                        idx = np.sort(perm[b : b + per_rank])  # sorted: faster cache reads
+                        # Learning rate of this step: warm-up, then cosine decay.
+                        step = (epoch - 1) * steps_per_epoch + b // per_rank
+                        lr = c.lr * _lr_factor(step, warmup, total_steps, c.schedule)
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = lr
+                        # Batch: uint8 → [0, 1] floats on the device, augmented as a tensor.
+                        xb = to_float(_take(x_train, idx), rt.device)
+                        yb = torch.from_numpy(s.y_train[idx]).to(rt.device, non_blocking=True)
+                        if c.augment and s.features is None:
+                            xb = transforms.augment_batch(xb, self.generator)
+                        # Forward, loss over the labelled cells, backward, step.
+                        with autocast(rt.device, c.amp):
+                            pred = net(xb)
+                        loss = losses.masked_loss(c.loss, pred.float(), yb)
+                        self.optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        self.optimizer.step()
+                        loss_sum += loss.detach()
+                        n_batches += 1
+                        task.advance(len(idx))
+                        # Stop a diverged epoch early (alone: distributed ranks step together).
+                        if not rt.distributed and n_batches % 50 == 0:
+                            if not torch.isfinite(loss_sum):
+                                break
+                total, batches = _all_reduce_sums(rt, float(loss_sum), float(n_batches))
+                train_loss = total / max(1.0, batches)
+                if not math.isfinite(train_loss):
+                    raise JobFailedError(
+                        f"training diverged in epoch {epoch} (loss {train_loss}); the last good "
+                        f"checkpoint is kept. Lower --lr (now {c.lr:g}) or try --loss mse."
+                    )
+                # Validate: one global loss and Kaggle RMSE over all labelled cells.
+                val_loss, val_rmse = self.validate(x_val, s.y_val)
+                seconds = time.perf_counter() - start
+                p.epoch = epoch
+                p.train_seconds += seconds
+                p.images_seen += n_train
+                p.metrics.append(
+                    {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                     "val_rmse": val_rmse, "lr": lr, "seconds": seconds}
+                )  # fmt: skip
+                improved = not len(s.y_val) or val_loss < p.best_val_loss
+                if improved:
+                    p.best_val_loss, p.best_val_rmse, p.best_epoch = val_loss, val_rmse, epoch
+                p.bad_epochs = 0 if improved else p.bad_epochs + 1
+                reporter.log(
+                    f"epoch {epoch:3d}/{epochs}  train_loss {train_loss:.5f}  "
+                    f"val_loss {val_loss:.5f}  val_rmse {val_rmse:.5f}  {seconds:5.1f}s"
+                    + ("  *" if improved else "")
+                )
+                # Checkpoints: best on improvement, last every epoch (what --resume continues).
+                if run_dir is not None and rt.is_main:
+                    self.save(run_dir, improved)
+                if early_stopping and c.patience and p.bad_epochs >= c.patience:
+                    reporter.log(f"Early stop: no improvement for {c.patience} epochs.")
+                    return True
+        except KeyboardInterrupt:
+            if run_dir is None:
+                raise Interrupted(f"interrupted in epoch {p.epoch + 1}.") from None
+            raise Interrupted(
+                f"interrupted after epoch {p.epoch}; {run_dir}/weights/last.pt holds it. "
+                f"Continue with: galaxyzoo train --resume {run_dir} --epochs {epochs}"
+            ) from None
+        return False
+
+    @torch.no_grad()
+    def validate(self, x: Images, y: np.ndarray) -> tuple[float, float]:
+        """Loss (mean over labelled cells, as in training) and Kaggle RMSE on held-out images.
+
+        In a distributed run each rank scores its share and the sums are combined, so every rank
+        gets the same figures (and takes the same early-stopping decision).
+        """
+        c, rt = self.setup.config, self.setup.runtime
+        if not len(y):
+            return math.nan, math.nan
+        net = self.model.head if self.setup.features is not None else self.model
+        net.eval()
+        share = np.arange(rt.rank, len(y), rt.world_size)
+        errors, loss_sum, loss_cells = ErrorSum(), 0.0, 0
+        for b in range(0, len(share), 512):
+            idx = share[b : b + 512]
+            xb = to_float(_take(x, idx), rt.device)
+            yb = torch.from_numpy(y[idx]).to(rt.device)
+            with autocast(rt.device, c.amp):
+                pred = net(xb)
+            pred = pred.float()
+            cells = int((~torch.isnan(yb)).sum())
+            loss_sum += float(losses.masked_loss(c.loss, pred, yb)) * cells
+            loss_cells += cells
+            errors.add(pred.cpu().numpy(), y[idx])
+        errors.sse, errors.count, loss_sum, loss_cells = _all_reduce_sums(
+            rt, errors.sse, errors.count, loss_sum, loss_cells
+        )
+        if c.loss == Loss.RMSE:
+            return errors.rmse, errors.rmse  # the RMSE of the whole set, not of batch RMSEs
+        return loss_sum / max(1, loss_cells), errors.rmse
+
+    def save(self, run_dir: Path, improved: bool) -> None:
+        """weights/best.pt when ``improved``; weights/last.pt (with what resume needs) always."""
+        s = self.setup
+        common: dict[str, Any] = {
+            "data_dir": s.data_dir.resolve(),
+            "val_ids": s.val_ids,
+            "progress": self.progress,
+        }
+        if improved:
+            save_checkpoint(run_dir / "weights" / "best.pt", self.model, s.config, **common)
+        save_checkpoint(
+            run_dir / "weights" / "last.pt",
+            self.model,
+            s.config,
+            **common,
+            optimizer_state=self.optimizer.state_dict(),
+            rng_state=self.generator.get_state(),
+        )
+        write_metrics(run_dir, self.progress.metrics)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Deep copies of the weights, optimizer, generator and progress (select-init keeps the
+        best trial's: later trials must not overwrite it, the seed notebook's bug)."""
+        return copy.deepcopy(
+            {
+                "model_state": self.model.state_dict(),
+                "optimizer_state": self.optimizer.state_dict(),
+                "rng_state": self.generator.get_state(),
+                "progress": self.progress,
+            }
+        )
+
+    def restore(self, state: dict[str, Any], progress: Progress) -> None:
+        """Continue from a snapshot or a checkpoint's state."""
+        self.model.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self.generator.set_state(state["rng_state"])
+        self.progress = copy.deepcopy(progress)
+
+    def _inputs(self, reporter: Reporter) -> tuple[Images, Images, torch.nn.Module]:
+        """What the loop trains on: (training inputs, validation inputs, the module that learns).
+
+        Images and the whole model; or, for a frozen backbone without augmentation, features
+        computed once (shared by every trial of select-init) and the head. Under torchrun the
+        module is wrapped so that gradients are averaged over the ranks.
+        """
+        s = self.setup
+        x_train: Images
+        x_val: Images
+        if self.model.config.freeze and not s.config.augment:
+            if s.features is None:
+                s.features = self._compute_features(reporter)
+            x_train, x_val = s.features
+            net: torch.nn.Module = self.model.head
+        else:
+            x_train, x_val, net = s.x_train, s.x_val, self.model
+        return x_train, x_val, self._distributed(net)
+
+    def _distributed(self, net: torch.nn.Module) -> torch.nn.Module:
+        rt = self.setup.runtime
+        if not rt.distributed:
+            return net
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        return DistributedDataParallel(net, device_ids=ids)
+
+    @torch.no_grad()
+    def _compute_features(self, reporter: Reporter) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.setup
+        start = time.perf_counter()
+        self.model.eval()
+        out = []
+        for name, x in (("training", s.x_train), ("validation", s.x_val)):
+            feats = [torch.empty(0, int(self.model.features.num_features))]  # type: ignore[arg-type]
+            with reporter.task(f"Features ({name})", len(x)) as task:
+                for b in range(0, len(x), 256):
+                    batch = to_float(x[b : b + 256], s.runtime.device)
+                    with autocast(s.runtime.device, s.config.amp):
+                        feats.append(self.model.embed(batch).float().cpu())
+                    task.advance(len(batch))
+            out.append(torch.cat(feats))
+        reporter.log(
+            f"Frozen features of {len(s.y_train) + len(s.y_val)} images computed once in "
+            f"{time.perf_counter() - start:.1f} s; training the head on them."
+        )
+        return out[0], out[1]

@@ -1,0 +1,167 @@
+"""Typed settings and choices, without torch: the CLI builds them before any heavy import.
+
+Every choice is an :class:`enum.Enum` of strings, so ``--help`` lists the values and mypy checks
+them. :class:`TrainConfig` holds every setting of a training run; ``None`` means "the model's own
+default" for the input options, resolved once by :func:`galaxyzoo_cli.models.resolve_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any, TypeVar
+
+from galaxyzoo_cli.errors import BadInputError
+
+DEFAULT_MODEL = "galaxynet"
+
+
+class Choice(str, Enum):
+    """A named choice; its value is what the user types."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Head(Choice):
+    TREE = "tree"
+    SIGMOID = "sigmoid"
+
+
+class Loss(Choice):
+    MSE = "mse"
+    RMSE = "rmse"
+    BCE = "bce"
+
+
+class Optimizer(Choice):
+    ADAMW = "adamw"
+    ADAM = "adam"
+
+
+class Schedule(Choice):
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
+class ValSplit(Choice):
+    LAST = "last"
+    """The highest GalaxyIDs (the competition winner's split)."""
+    RANDOM = "random"
+
+
+class EvalSplit(Choice):
+    VAL = "val"
+    TRAIN = "train"
+    ALL = "all"
+
+
+E = TypeVar("E", bound=Choice)
+
+
+def choice(kind: type[E], value: str | E, flag: str) -> E:
+    """``value`` as a member of ``kind``; an unknown value is a :class:`BadInputError` naming
+    ``flag`` and the choices."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(str(value).strip().lower())
+    except ValueError:
+        names = ", ".join(m.value for m in kind)
+        raise BadInputError(f"{flag} {value!r}: unknown choice. Use one of: {names}.") from None
+
+
+_CHOICES: dict[str, tuple[type[Choice], str]] = {
+    "head": (Head, "--head"),
+    "loss": (Loss, "--loss"),
+    "optimizer": (Optimizer, "--optimizer"),
+    "schedule": (Schedule, "--schedule"),
+    "val_split": (ValSplit, "--val-split"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. ``None`` means: the model's own default."""
+
+    model: str = DEFAULT_MODEL
+    head: Head = Head.TREE
+    loss: Loss = Loss.MSE
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: Optimizer = Optimizer.ADAMW
+    schedule: Schedule = Schedule.COSINE
+    warmup_epochs: float = 1.0
+    channels: int | None = None
+    image_size: int | None = None
+    crop: int | None = None
+    augment: bool | None = None
+    val_fraction: float = 0.1
+    val_split: ValSplit = ValSplit.LAST
+    limit: int | None = None
+    seed: int = 0
+    patience: int = 5
+    pretrained: bool | None = None
+    weights: str | None = None
+    freeze: bool | None = None
+    workers: int | None = None
+    name: str | None = None
+    device: str = "auto"
+    amp: bool = True
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        # Choices given as plain strings (from Python or a saved run) become enum members here.
+        for name, (kind, flag) in _CHOICES.items():
+            object.__setattr__(self, name, choice(kind, getattr(self, name), flag))
+
+    def check(self) -> None:
+        """Reject impossible settings, naming the flag."""
+        if self.epochs < 1:
+            raise BadInputError(f"--epochs {self.epochs}: give at least 1.")
+        if self.batch_size < 1:
+            raise BadInputError(f"--batch-size {self.batch_size}: give at least 1.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise BadInputError(f"--lr {self.lr}: give a positive learning rate such as 1e-3.")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise BadInputError(f"--weight-decay {self.weight_decay}: give 0 or more.")
+        if not 0 <= self.val_fraction < 1:
+            raise BadInputError(f"--val-fraction {self.val_fraction}: give a value in [0, 1).")
+        if self.limit is not None and self.limit < 2:
+            raise BadInputError(f"--limit {self.limit}: give at least 2 images.")
+        if self.patience < 0:
+            raise BadInputError(f"--patience {self.patience}: give 0 (off) or more epochs.")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise BadInputError(f"--channels {self.channels}: use 1 (grayscale) or 3 (RGB).")
+        if self.crop is not None and not 8 <= self.crop <= 424:
+            raise BadInputError(
+                f"--crop {self.crop}: give a side between 8 and 424 pixels (of the 424-px frame)."
+            )
+        if self.image_size is not None and not 8 <= self.image_size <= 1024:
+            raise BadInputError(f"--image-size {self.image_size}: give a side between 8 and 1024.")
+        if self.workers is not None and self.workers < 1:
+            raise BadInputError(f"--workers {self.workers}: give at least 1.")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON values (choices as their strings)."""
+        return {
+            f.name: (v.value if isinstance(v := getattr(self, f.name), Choice) else v)
+            for f in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The settings saved by :meth:`as_dict` (keys of other versions are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache")
+"""The settings a resume may change; every other one is the run's own."""
