@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 
 from galaxyzoo_cli.inference import predict
+from galaxyzoo_cli.settings import TrainConfig
 from galaxyzoo_cli.synthetic import generate
-from galaxyzoo_cli.training import TrainConfig, train
+from galaxyzoo_cli.training import train
 
 
 def main() -> None:

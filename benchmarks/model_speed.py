@@ -30,7 +30,7 @@ def train_rate(
     """Training images/s; ``channels_last=False`` measures the plain NCHW layout instead of ours."""
     config = resolve_config(name, freeze=False)
     model = create_model(config)
-    x = torch.rand(64, config.channels, config.image_size, config.image_size)
+    x = torch.rand(64, config.input.channels, config.input.size, config.input.size)
     if not channels_last:
         model = model.to(memory_format=torch.contiguous_format)
 
@@ -60,7 +60,7 @@ def frozen_epochs(name: str, n_images: int, epochs: int) -> tuple[float, float]:
     """Seconds for ``epochs`` epochs of head training: (features cached once, backbone per step)."""
     config = resolve_config(name, freeze=True)
     model = create_model(config).eval()
-    images = torch.rand(n_images, 3, config.image_size, config.image_size)
+    images = torch.rand(n_images, 3, config.input.size, config.input.size)
     y = torch.rand(n_images, 37)
     opt = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
 

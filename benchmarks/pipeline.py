@@ -33,11 +33,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from galaxyzoo_cli.cache import load_images  # noqa: E402
-from galaxyzoo_cli.data import Preprocess, load_catalogue  # noqa: E402
+from galaxyzoo_cli.data import load_catalogue  # noqa: E402
+from galaxyzoo_cli.images import InputSpec  # noqa: E402
 
 KAGGLE_IMAGES = 141_553
 KAGGLE_TEST = 79_975
-NOTEBOOK_PREP = Preprocess(channels=1, crop=256, image_size=64)
+NOTEBOOK_PREP = InputSpec(channels=1, crop=256, size=64)
 
 
 class NotebookDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -130,7 +131,8 @@ def notebook_epoch(paths: list[Path], labels: np.ndarray, epochs: int) -> float:
 def our_training(data_dir: Path, n: int, epochs: int, runs: Path) -> tuple[float, float]:
     """(seconds per epoch, seconds for the whole first run incl. the cache build) with train()."""
     from galaxyzoo_cli.runs import read_metrics
-    from galaxyzoo_cli.training import TrainConfig, train
+    from galaxyzoo_cli.settings import TrainConfig
+    from galaxyzoo_cli.training import train
 
     config = TrainConfig(
         model="convnet",
@@ -253,7 +255,8 @@ def main() -> None:
 
     # 3. predict over a large folder, in a child process to measure its peak memory: the
     # notebook's ConvNet (just trained) and our default model (one quick epoch: speed only).
-    from galaxyzoo_cli.training import TrainConfig, train
+    from galaxyzoo_cli.settings import TrainConfig
+    from galaxyzoo_cli.training import train
 
     convnet_run = next(p for p in (work / "runs").iterdir() if p.is_dir())
     default_run = train(

@@ -17,7 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from galaxyzoo_cli.training import TrainConfig, train  # noqa: E402
+from galaxyzoo_cli.settings import TrainConfig  # noqa: E402
+from galaxyzoo_cli.training import train  # noqa: E402
 
 NOTEBOOK = {
     # The seed notebook: ConvNet, grayscale crop 256 -> 64 px, one sigmoid per answer, RMSE loss,

@@ -164,9 +164,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     last = load_checkpoint(tmp_path / "nan" / "weights" / "last.pt")
     assert last.progress.epoch == 1
     assert all(
-        torch.isfinite(v).all()
-        for v in last.state["model_state"].values()
-        if v.is_floating_point()
+        torch.isfinite(v).all() for v in last.state["model_state"].values() if v.is_floating_point()
     )
     assert len(read_metrics(tmp_path / "nan")) == 1
 

@@ -1,0 +1,89 @@
+"""Checkpoints: today's format, the 0.1 format still read, and clear errors for the others."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from galaxyzoo_cli.cli import app
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.inference import evaluate
+from galaxyzoo_cli.runs import load_checkpoint
+from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.training import resume, train
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def run_dir(synthetic_data: Path, tmp_path: Path) -> Path:
+    config = TrainConfig(model="test_tiny", epochs=2, batch_size=16, device="cpu", patience=0)
+    return train(config, data_dir=synthetic_data, runs_dir=tmp_path / "runs").run_dir
+
+
+def _as_version_01(path: Path) -> None:
+    """Rewrite a checkpoint in the layout galaxyzoo-cli 0.1.0 wrote (its split and data folder
+    lived only in config.json; settings held the resolved input)."""
+    raw = torch.load(path, weights_only=True)
+    spec = raw["model"]["input"]
+    old = {
+        "format": "galaxyzoo-cli/checkpoint/1",
+        "version": "0.1.0",
+        "model": {
+            "name": raw["model"]["name"],
+            "head": raw["model"]["head"],
+            "channels": spec["channels"],
+            "image_size": spec["size"],
+            "freeze": raw["model"]["freeze"],
+            "mean": spec["mean"],
+            "std": spec["std"],
+        },
+        "preprocess": {
+            "channels": spec["channels"],
+            "crop": spec["crop"],
+            "image_size": spec["size"],
+        },
+        "settings": {**raw["settings"], "channels": 1, "image_size": 24, "crop": 256},
+        **{k: v for k, v in raw["progress"].items() if k != "metrics"},
+        **{k: raw[k] for k in ("model_state", "optimizer_state", "rng_state") if k in raw},
+    }
+    torch.save(old, path)
+
+
+def test_checkpoint_holds_everything_a_run_needs(run_dir: Path, synthetic_data: Path) -> None:
+    ckpt = load_checkpoint(run_dir / "weights" / "last.pt")
+    assert ckpt.model.input.size == 24 and ckpt.model.input.crop == 256
+    assert ckpt.data_dir == synthetic_data.resolve() and len(ckpt.val_ids) == 12
+    assert [row["epoch"] for row in ckpt.progress.metrics] == [1, 2]
+    assert ckpt.settings.epochs == 2 and ckpt.settings.crop is None  # as given: the model's
+    # config.json shows the same facts but is never read back: changing it changes nothing.
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == ckpt.model.as_dict()
+    (run_dir / "config.json").write_text("{}")
+    assert evaluate(run_dir, device="cpu", write=False).scores["n_images"] == 12
+
+
+def test_version_01_checkpoints_still_load(run_dir: Path, synthetic_data: Path) -> None:
+    before = evaluate(run_dir, device="cpu", write=False).scores["rmse"]
+    for name in ("best.pt", "last.pt"):
+        _as_version_01(run_dir / "weights" / name)
+    ckpt = load_checkpoint(run_dir / "weights" / "best.pt")
+    assert ckpt.version == "0.1.0" and ckpt.model.input.size == 24
+    assert evaluate(run_dir, device="cpu", write=False).scores["rmse"] == pytest.approx(before)
+    result = resume(run_dir, epochs=3, device="cpu")
+    assert result.epochs_run == 3
+    assert load_checkpoint(run_dir / "weights" / "last.pt").version != "0.1.0"  # rewritten
+
+
+def test_unknown_checkpoint_format_names_the_versions(tmp_path: Path) -> None:
+    path = tmp_path / "weights" / "best.pt"
+    path.parent.mkdir()
+    torch.save({"format": "galaxyzoo-cli/checkpoint/9", "version": "9.0"}, path)
+    with pytest.raises(BadInputError, match="checkpoint/9.*galaxyzoo-cli 0.*reads"):
+        load_checkpoint(path)
+    result = runner.invoke(app, ["evaluate", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
