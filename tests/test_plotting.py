@@ -12,11 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from galaxyzoo_cli import plotting
-from galaxyzoo_cli.preview import preview
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.data import Catalogue
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.metrics import question_scores
+from galaxyzoo_cli.preview import preview
 from galaxyzoo_cli.schema import QUESTIONS, question
 from galaxyzoo_cli.settings import TrainConfig
 from galaxyzoo_cli.synthetic import generate
