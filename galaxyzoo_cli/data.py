@@ -358,9 +358,18 @@ def check_layout(data_dir: str | os.PathLike[str], require_test: bool = False) -
     )
 
 
-def split_ids(ids: np.ndarray, val_fraction: float, method: ValSplit, seed: int) -> np.ndarray:
+def split_ids(
+    ids: np.ndarray, val_fraction: float, method: ValSplit, seed: int, fold: int = 1
+) -> np.ndarray:
     """The validation GalaxyIDs (sorted). ``last``: the highest GalaxyIDs (the winner's split);
-    ``random``: a seeded random fraction. At least one galaxy is left for training."""
+    ``random``: a seeded random fraction; ``fold``: block ``fold`` (1-based) of the
+    ``round(1 / val_fraction)`` blocks of GalaxyIDs in ascending order, for cross-validation.
+    At least one galaxy is left for training."""
+    if method == ValSplit.FOLD:
+        n_folds = round(1 / val_fraction)
+        order = np.argsort(ids, kind="stable")
+        block = order[(fold - 1) * len(ids) // n_folds : fold * len(ids) // n_folds]
+        return np.sort(ids[block[: len(ids) - 1]])
     n_val = int(math.ceil(len(ids) * val_fraction)) if val_fraction > 0 else 0
     n_val = min(n_val, len(ids) - 1)
     if not n_val:

@@ -25,7 +25,7 @@ from galaxyzoo_cli.cache import load_split
 from galaxyzoo_cli.data import load_catalogue, split_ids
 from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
 from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
-from galaxyzoo_cli.metrics import ErrorSum
+from galaxyzoo_cli.metrics import ErrorSum, column_means
 from galaxyzoo_cli.models import GalaxyModel, ModelConfig, create_model, get_spec, resolve_config
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
@@ -104,7 +104,9 @@ def prepare(
     if len(cat) < 2:
         raise BadInputError(f"{data_dir}: only {len(cat)} labelled image(s); training needs 2+.")
     if val_ids is None:
-        val_ids = split_ids(cat.ids, config.val_fraction, config.val_split, config.seed)
+        val_ids = split_ids(
+            cat.ids, config.val_fraction, config.val_split, config.seed, config.fold
+        )
     x_tr, y_tr, x_va, y_va = load_split(
         cat,
         val_ids,
@@ -154,7 +156,8 @@ def _all_reduce_sums(runtime: Runtime, *values: float) -> list[Any]:
 
 
 class Fit:
-    """One model in training: its optimizer, random generator and progress.
+    """One model in training: its optimizer, random generator, progress and (with ``--ema``) the
+    running average of its weights, which is what gets validated and saved.
 
     ``train``, ``resume`` and ``select_init`` all train through :meth:`run`.
     """
@@ -167,12 +170,35 @@ class Fit:
         model = create_model(
             setup.model_config, pretrained=pretrained, weights=c.weights if pretrained else None
         )
+        model.head.init_to_mean(column_means(setup.y_train))  # untrained = the mean baseline
         self.model: GalaxyModel = model.to(setup.runtime.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         kind = torch.optim.Adam if c.optimizer == Optimizer.ADAM else torch.optim.AdamW
         self.optimizer = kind(params, lr=c.lr, weight_decay=c.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
         self.progress = Progress()
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if c.ema else None
+        self.steps = 0
+
+    @property
+    def averaged(self) -> GalaxyModel:
+        """The weights that are validated, saved and used: the running average, if any."""
+        return self.ema if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """One step of the exponential moving average (its decay warms up over the first steps,
+        so the average does not remember the initial weights for long)."""
+        self.steps += 1
+        if self.ema is None:
+            return
+        decay = min(self.setup.config.ema, (1 + self.steps) / (10 + self.steps))
+        for avg, new in zip(self.ema.state_dict().values(), self.model.state_dict().values(),
+                            strict=True):  # fmt: skip
+            if avg.is_floating_point():
+                avg.lerp_(new, 1 - decay)
+            else:
+                avg.copy_(new)
 
     def run(
         self, epochs: int, run_dir: Path | None, reporter: Reporter, early_stopping: bool = True
@@ -215,6 +241,7 @@ class Fit:
                         self.optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                         self.optimizer.step()
+                        self._update_average()
                         loss_sum += loss.detach()
                         n_batches += 1
                         task.advance(len(idx))
@@ -273,7 +300,7 @@ class Fit:
         c, rt = self.setup.config, self.setup.runtime
         if not len(y):
             return math.nan, math.nan
-        net = self.model.head if self.setup.features is not None else self.model
+        net = self.averaged.head if self.setup.features is not None else self.averaged
         net.eval()
         share = np.arange(rt.rank, len(y), rt.world_size)
         errors, loss_sum, loss_cells = ErrorSum(), 0.0, 0
@@ -304,34 +331,38 @@ class Fit:
             "progress": self.progress,
         }
         if improved:
-            save_checkpoint(run_dir / "weights" / "best.pt", self.model, s.config, **common)
-        save_checkpoint(
-            run_dir / "weights" / "last.pt",
-            self.model,
-            s.config,
-            **common,
-            optimizer_state=self.optimizer.state_dict(),
-            rng_state=self.generator.get_state(),
-        )
+            save_checkpoint(run_dir / "weights" / "best.pt", self.averaged, s.config, **common)
+        save_checkpoint(run_dir / "weights" / "last.pt", self.averaged, s.config, **common,
+                        **self._training_state())  # fmt: skip
         write_metrics(run_dir, self.progress.metrics)
+
+    def _training_state(self) -> dict[str, Any]:
+        """What continuing needs beyond the saved (averaged) weights."""
+        state = {
+            "optimizer_state": self.optimizer.state_dict(),
+            "rng_state": self.generator.get_state(),
+            "steps": self.steps,
+        }
+        if self.ema is not None:
+            state["train_state"] = self.model.state_dict()  # the weights being trained
+        return state
 
     def snapshot(self) -> dict[str, Any]:
         """Deep copies of the weights, optimizer, generator and progress (select-init keeps the
         best trial's: later trials must not overwrite it, the seed notebook's bug)."""
         return copy.deepcopy(
-            {
-                "model_state": self.model.state_dict(),
-                "optimizer_state": self.optimizer.state_dict(),
-                "rng_state": self.generator.get_state(),
-                "progress": self.progress,
-            }
-        )
+            {"model_state": self.averaged.state_dict(), "progress": self.progress,
+             **self._training_state()}
+        )  # fmt: skip
 
     def restore(self, state: dict[str, Any], progress: Progress) -> None:
         """Continue from a snapshot or a checkpoint's state."""
-        self.model.load_state_dict(state["model_state"])
+        self.model.load_state_dict(state.get("train_state", state["model_state"]))
+        if self.ema is not None:
+            self.ema.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.generator.set_state(state["rng_state"])
+        self.steps = int(state.get("steps", 0))
         self.progress = copy.deepcopy(progress)
 
     def _inputs(self, reporter: Reporter) -> tuple[Images, Images, torch.nn.Module]:

@@ -155,13 +155,14 @@ def split_predictions(
 
 @dataclass
 class EvalResult:
-    run_dir: Path
+    runs: list[Path]
     split: str
     tta: int
     scores: dict[str, Any]
     baselines: dict[str, dict[str, Any]]
     seconds: float
     out: Path | None = None
+    predictions: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -169,14 +170,17 @@ class EvalResult:
             "split": self.split,
             "tta": self.tta,
             "baselines": self.baselines,
-            "run_dir": str(self.run_dir),
+            "runs": [str(r) for r in self.runs],
+            "run_dir": str(self.runs[0]),
             "seconds": self.seconds,
+            "predictions": None if self.predictions is None else str(self.predictions),
         }
 
     def summary(self) -> str:
         s = self.scores
+        what = str(self.runs[0]) if len(self.runs) == 1 else f"ensemble of {len(self.runs)} runs"
         lines = [
-            f"{self.run_dir} on {s['n_images']} galaxies ({self.split} split, tta {self.tta}): "
+            f"{what} on {s['n_images']} galaxies ({self.split} split, tta {self.tta}): "
             f"Kaggle RMSE {s['rmse']:.5f}  (zeros {self.baselines['zeros']['rmse']:.5f}, "
             f"training mean {self.baselines['training_mean']['rmse']:.5f})",
         ]
@@ -188,6 +192,8 @@ class EvalResult:
             acc = "-" if math.isnan(r["accuracy"]) else f"{r['accuracy']:.3f}"
             rmse = "-" if math.isnan(r["rmse"]) else f"{r['rmse']:.4f}"
             lines.append(f"Q{q.number:<3}{q.text[:24]:<25}{rmse:>8}{acc:>10}{r['n_accuracy']:>10}")
+        if self.predictions is not None:
+            lines.append(f"Predictions: {self.predictions}")
         return "\n".join(lines)
 
 
@@ -199,8 +205,16 @@ def _run_data_dir(ckpt: Checkpoint, data_dir: Path | None) -> Path:
     return folder
 
 
+def _as_list(runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Any]:
+    if isinstance(runs, (str, os.PathLike)):
+        return [runs]
+    if not runs:
+        raise BadInputError("give at least one RUN (a run folder or checkpoint).")
+    return list(runs)
+
+
 def evaluate(
-    run: str | os.PathLike[str],
+    runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     data_dir: Path | None = None,
     split: EvalSplit | str = EvalSplit.VAL,
@@ -209,23 +223,40 @@ def evaluate(
     use_cache: bool = True,
     workers: int | None = None,
     write: bool = True,
+    predictions: Path | None = None,
     reporter: Reporter = SILENT,
 ) -> EvalResult:
-    """Kaggle RMSE, per-question RMSE and accuracy of a run, with the zeros and training-mean
-    baselines, on its validation split (or all labelled galaxies). Writes RUN/eval.json."""
+    """Kaggle RMSE, per-question RMSE and accuracy of a run (or of several averaged, an
+    ensemble, as :func:`predict` averages them), with the zeros and training-mean baselines, on
+    its validation split (or its training galaxies, or all labelled galaxies), with ``tta``
+    views. Writes RUN/eval.json (of the first run) and, if asked, the ``predictions`` as a
+    Kaggle-format CSV (for stacking and figures)."""
     start = time.perf_counter()
     split = choice(EvalSplit, split, "--split")
     dev = choose_device(device, reporter)
-    loaded = load_run(run, dev)
-    ckpt = loaded.checkpoint
-    cat = load_catalogue(_run_data_dir(ckpt, data_dir))
-    means = column_means(cat.select(EvalSplit.TRAIN, ckpt.val_ids, ckpt.settings.limit).labels)
-    subset, pred = split_predictions(
-        loaded, cat, split, dev, tta=tta, use_cache=use_cache, workers=workers, reporter=reporter
-    )
+    loaded = [load_run(r, dev) for r in _as_list(runs)]
+    first = loaded[0].checkpoint
+    if split != EvalSplit.ALL:
+        for other in loaded[1:]:
+            if not np.array_equal(other.checkpoint.val_ids, first.val_ids):
+                raise BadInputError(
+                    f"{other.checkpoint.path}: validated on other galaxies than {first.path}; "
+                    "an ensemble is scored on a split they share. Use --split all with a "
+                    "labelled folder none of them trained on (--data-dir)."
+                )
+    cat = load_catalogue(_run_data_dir(first, data_dir))
+    means = column_means(cat.select(EvalSplit.TRAIN, first.val_ids, first.settings.limit).labels)
+    subset = cat.select(split, first.val_ids, first.settings.limit)
+    pred = np.zeros((len(subset), N_OUTPUTS), dtype=np.float64)
+    for run in loaded:
+        pred += predict_paths(
+            run, subset.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
+            reporter=reporter,
+        )  # fmt: skip
+    pred /= len(loaded)
     target = subset.labels
     result = EvalResult(
-        run_dir=loaded.run_dir,
+        runs=[r.run_dir for r in loaded],
         split=split.value,
         tta=tta,
         scores=score(pred, target).as_dict(),
@@ -235,8 +266,10 @@ def evaluate(
         },
         seconds=time.perf_counter() - start,
     )
+    if predictions is not None:
+        result.predictions = write_labels(predictions, subset.ids, pred)
     if write:
-        result.out = loaded.run_dir / "eval.json"
+        result.out = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
         write_json_atomic(result.out, result.as_dict())
     return result
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 CHECKPOINT_FORMAT = "galaxyzoo-cli/checkpoint/2"
 LEGACY_FORMATS = {"galaxyzoo-cli/checkpoint/1": "0.1"}
 """Older formats still read, and the package versions that wrote them."""
+_STATE_KEYS = ("model_state", "optimizer_state", "rng_state", "steps", "train_state")
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_rmse", "lr", "seconds")
 
 
@@ -160,7 +161,8 @@ class Checkpoint:
     version: str
     """The galaxyzoo-cli version that wrote it."""
     state: dict[str, Any]
-    """``model_state``, and in last.pt ``optimizer_state`` and ``rng_state``."""
+    """``model_state`` (the weights to use), and in last.pt what continuing needs:
+    ``optimizer_state``, ``rng_state``, ``steps`` and, with weight averaging, ``train_state``."""
 
     def build_model(self) -> GalaxyModel:
         """The model with its weights, in eval mode, on the CPU."""
@@ -238,7 +240,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             val_ids=np.asarray(data["val_ids"], dtype=np.int64),
             progress=Progress.from_dict(raw["progress"]),
             version=str(raw.get("version", "?")),
-            state={k: raw[k] for k in ("model_state", "optimizer_state", "rng_state") if k in raw},
+            state={k: raw[k] for k in _STATE_KEYS if k in raw},
         )
     except (KeyError, TypeError, ValueError) as e:
         raise BadInputError(

@@ -34,6 +34,9 @@ class Loss(Choice):
     MSE = "mse"
     RMSE = "rmse"
     BCE = "bce"
+    QUESTION_BCE = "question-bce"
+    """The seed notebook's hierarchical loss: per question, the mean binary cross-entropy of its
+    answers, summed over the 11 questions (each question weighs the same)."""
 
 
 class Optimizer(Choice):
@@ -50,6 +53,9 @@ class ValSplit(Choice):
     LAST = "last"
     """The highest GalaxyIDs (the competition winner's split)."""
     RANDOM = "random"
+    FOLD = "fold"
+    """Block ``--fold K`` of GalaxyIDs in ascending order (cross-validation; ``last`` is the last
+    block)."""
 
 
 class EvalSplit(Choice):
@@ -96,12 +102,16 @@ class TrainConfig:
     optimizer: Optimizer = Optimizer.ADAMW
     schedule: Schedule = Schedule.COSINE
     warmup_epochs: float = 1.0
+    ema: float = 0.0
+    """Decay of the exponential moving average of the weights per step (0: off)."""
     channels: int | None = None
     image_size: int | None = None
     crop: int | None = None
     augment: bool | None = None
     val_fraction: float = 0.1
     val_split: ValSplit = ValSplit.LAST
+    fold: int = 1
+    """With ``val_split=fold``: which block of ``val_fraction`` of the GalaxyIDs (1-based)."""
     limit: int | None = None
     seed: int = 0
     patience: int = 5
@@ -131,6 +141,12 @@ class TrainConfig:
             raise BadInputError(f"--weight-decay {self.weight_decay}: give 0 or more.")
         if not 0 <= self.val_fraction < 1:
             raise BadInputError(f"--val-fraction {self.val_fraction}: give a value in [0, 1).")
+        n_folds = round(1 / self.val_fraction) if self.val_fraction else 0
+        if self.val_split == ValSplit.FOLD and not 1 <= self.fold <= n_folds:
+            raise BadInputError(
+                f"--fold {self.fold}: give 1 to {n_folds} (--val-fraction {self.val_fraction:g} "
+                f"makes {n_folds} folds)."
+            )
         if self.limit is not None and self.limit < 2:
             raise BadInputError(f"--limit {self.limit}: give at least 2 images.")
         if self.patience < 0:
@@ -143,6 +159,8 @@ class TrainConfig:
             )
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             raise BadInputError(f"--image-size {self.image_size}: give a side between 8 and 1024.")
+        if not 0 <= self.ema < 1:
+            raise BadInputError(f"--ema {self.ema}: give a decay in [0, 1), e.g. 0.995 (0: off).")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give at least 1.")
 

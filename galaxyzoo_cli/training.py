@@ -50,9 +50,17 @@ class TrainResult:
     device: str
     trials: list[dict[str, float]] = field(default_factory=list)
 
+    @property
+    def beats_baseline(self) -> bool | None:
+        """Whether the kept model beats predicting the training means (None: no validation)."""
+        if math.isnan(self.best_val_rmse) or math.isnan(self.baseline_val_rmse):
+            return None
+        return self.best_val_rmse < self.baseline_val_rmse
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["run_dir"] = str(self.run_dir)
+        d["beats_baseline"] = self.beats_baseline
         return d
 
     def summary(self) -> str:
@@ -65,6 +73,11 @@ class TrainResult:
             lines.append(
                 f"Best epoch {self.best_epoch}: validation RMSE {self.best_val_rmse:.5f} "
                 f"(training-mean baseline {self.baseline_val_rmse:.5f}) on {self.n_val} galaxies"
+            )
+        if self.beats_baseline is False:
+            lines.append(
+                "Warning: this model is no better than predicting the training means; train "
+                "longer (--epochs), on more galaxies, or with the default settings."
             )
         if self.trials:
             best = min(self.trials, key=lambda t: t["val_loss"])
@@ -196,7 +209,7 @@ def select_init(
     fit.restore(best, best["progress"])
     if run_dir is not None:
         save_checkpoint(
-            run_dir / "weights" / "init.pt", fit.model, setup.config,
+            run_dir / "weights" / "init.pt", fit.averaged, setup.config,
             data_dir=data_dir.resolve(), val_ids=setup.val_ids, progress=fit.progress,
         )  # fmt: skip
     return _fit_to_the_end(fit, run_dir, start, reporter, trials=records)

@@ -20,7 +20,6 @@ from galaxyzoo_cli.cli.app import (
 )
 from galaxyzoo_cli.settings import EvalSplit
 
-RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run folder or a checkpoint in one.")]
 Tta = Annotated[int, typer.Option("--tta", help="Average N rotated/flipped views (1: none).")]
 RunDataDir = Annotated[
     Path | None,
@@ -35,12 +34,23 @@ RunDataDir = Annotated[
 
 @app.command()
 def evaluate(
-    run: RunArg,
+    runs: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN...", help="One run, or several to average (an ensemble)."),
+    ],
     data_dir: RunDataDir = None,
     split: Annotated[
         EvalSplit, option("--split", help="The run's validation or training galaxies, or all.")
     ] = EvalSplit.VAL,
     tta: Tta = 1,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            metavar="FILE.csv",
+            help="Also write the predictions for the evaluated galaxies (Kaggle format).",
+        ),
+    ] = None,
     workers: Workers = None,
     cache: Cache = True,
     device: Device = "auto",
@@ -50,13 +60,14 @@ def evaluate(
     from galaxyzoo_cli.inference import evaluate as run_evaluate
 
     result = run_evaluate(
-        run,
+        runs,
         data_dir=data_dir,
         split=split,
         tta=tta,
         device=device,
         use_cache=cache,
         workers=workers,
+        predictions=predictions,
         reporter=RichReporter(),
     )
     emit(result, as_json)

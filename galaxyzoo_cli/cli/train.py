@@ -58,7 +58,19 @@ Augment = Annotated[
 ]
 ValFraction = Annotated[float, option("--val-fraction", help="Share held out for validation.")]
 ValSplitOpt = Annotated[
-    ValSplit, option("--val-split", help="last (highest GalaxyIDs, the winner's) or random.")
+    ValSplit,
+    option(
+        "--val-split",
+        help="last (highest GalaxyIDs, the winner's), random, or fold (block --fold K of "
+        "GalaxyIDs, for cross-validation).",
+    ),
+]
+Fold = Annotated[
+    int, option("--fold", help="With --val-split fold: which block of --val-fraction (1-based).")
+]
+Ema = Annotated[
+    float,
+    option("--ema", help="Average the weights over steps with this decay (0: off), e.g. 0.995."),
 ]
 Limit = Annotated[
     int | None, option("--limit", metavar="N", help="Use the first N labelled images.")
@@ -102,12 +114,14 @@ def _train_config(o: dict[str, Any]) -> TrainConfig:
         weight_decay=o["weight_decay"],
         optimizer=o["optimizer"],
         schedule=o["schedule"],
+        ema=o["ema"],
         channels=o["channels"],
         image_size=o["image_size"],
         crop=o["crop"],
         augment=o["augment"],
         val_fraction=o["val_fraction"],
         val_split=o["val_split"],
+        fold=o["fold"],
         limit=o["limit"],
         seed=o["seed"],
         patience=o["patience"],
@@ -132,6 +146,7 @@ def train(
     weight_decay: WeightDecay = _TC.weight_decay,
     optimizer: OptimizerOpt = _TC.optimizer,
     schedule: ScheduleOpt = _TC.schedule,
+    ema: Ema = _TC.ema,
     loss: LossOpt = _TC.loss,
     head: HeadOpt = _TC.head,
     image_size: ImageSize = None,
@@ -140,6 +155,7 @@ def train(
     augment: Augment = None,
     val_fraction: ValFraction = _TC.val_fraction,
     val_split: ValSplitOpt = _TC.val_split,
+    fold: Fold = _TC.fold,
     limit: Limit = None,
     seed: Seed = _TC.seed,
     patience: Patience = _TC.patience,

@@ -4,10 +4,14 @@
 ``tree``: the competition winner's decision-tree layer: non-negative outputs, each question
 normalised to a distribution and scaled by the answer leading to it, so the outputs obey the tree
 sums by construction.
+
+Both start from the training set's mean answers (:meth:`init_to_mean`): an untrained model predicts
+the mean baseline, so a short run starts there instead of far above it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,16 +38,33 @@ def tree_normalise(raw: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
     return torch.cat([parts[q.number] for q in QUESTIONS], dim=1)
 
 
+def answer_shares(means: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Each answer's share of its question (37,), from per-column means of tree-consistent labels:
+    mean(answer) / sum of its question's means. A question without labels (NaN) gets equal shares;
+    every share is at least ``floor``, so no answer starts dead."""
+    shares = np.empty(N_OUTPUTS)
+    for q in QUESTIONS:
+        m = np.nan_to_num(np.asarray(means[q.slice], dtype=np.float64), nan=0.0)
+        part = m / m.sum() if m.sum() > 0 else np.full(len(m), 1 / len(m))
+        part = np.maximum(part, floor)
+        shares[q.slice] = part / part.sum()
+    return shares
+
+
 class TreeHead(nn.Module):
     """Linear → ReLU → per-question normalisation and scaling down the tree."""
 
     def __init__(self, in_features: int) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, N_OUTPUTS)
-        # Start with every answer alive and near-uniform: a ReLU output that starts at 0 for all
-        # answers of a question would give that question no gradient.
-        nn.init.constant_(self.linear.bias, 1.0)
-        nn.init.normal_(self.linear.weight, std=0.01)
+        self.init_to_mean(np.full(N_OUTPUTS, np.nan))
+
+    def init_to_mean(self, means: np.ndarray) -> None:
+        """Output ``means`` (the training labels' column means) whatever the input: zero weights,
+        and biases equal to each answer's share of its question (so every ReLU starts alive)."""
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.copy_(torch.from_numpy(answer_shares(means)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return tree_normalise(torch.relu(self.linear(features).float()))
@@ -56,9 +77,16 @@ class SigmoidHead(nn.Module):
         super().__init__()
         self.linear = nn.Linear(in_features, N_OUTPUTS)
 
+    def init_to_mean(self, means: np.ndarray) -> None:
+        """Output ``means`` whatever the input (0.5 for unlabelled columns)."""
+        m = np.clip(np.nan_to_num(np.asarray(means, dtype=np.float64), nan=0.5), 1e-4, 1 - 1e-4)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.copy_(torch.from_numpy(np.log(m / (1 - m))))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.linear(features).float())
 
 
-def make_head(kind: Head, in_features: int) -> nn.Module:
+def make_head(kind: Head, in_features: int) -> TreeHead | SigmoidHead:
     return TreeHead(in_features) if kind == Head.TREE else SigmoidHead(in_features)
