@@ -1,9 +1,13 @@
 """The preprocessed-image cache: each image decoded once per preprocessing, kept as uint8 on disk.
 
-A cache file is a ``.npy`` array (N, C, S, S) of uint8, memory-mapped when read. Its name is a hash
-of the preprocessing and of the image list (path, size, mtime), so changed images or settings
-give a new cache, and training, evaluation and prediction of the same images share one. It is
-built under a temporary name and renamed when complete: a half-built cache is never used.
+A cache file is a ``.npy`` array (N, C, S, S) of uint8, memory-mapped when read, with a ``.json``
+beside it that says what it holds (and which images could not be decoded). Its name is a hash of
+the preprocessing and of the image list (path, size, mtime), so changed images or settings give a
+new cache, and training, evaluation and prediction of the same images share one. It is built under
+a temporary name and renamed when complete: a half-built cache is never used.
+
+Unreadable images do not stop a job: their rows are zeros, and :class:`Decoded` names them so that
+callers skip them (or, with ``--strict``, refuse; see :func:`galaxyzoo_cli.data.Skipped`).
 """
 
 from __future__ import annotations
@@ -13,18 +17,18 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.data import Catalogue
+from galaxyzoo_cli.data import Catalogue, Skipped
+from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
-from galaxyzoo_cli.images import InputSpec, image_size, load_image
+from galaxyzoo_cli.images import InputSpec, decode_into, image_size
 from galaxyzoo_cli.progress import SILENT, Reporter
 
 CACHE_VERSION = 1
-_CHUNK = 256
 
 
 def cache_root() -> Path:
@@ -51,10 +55,20 @@ def cache_key(paths: Sequence[Path], spec: InputSpec) -> str:
     return h.hexdigest()[:32]
 
 
-def default_workers() -> int:
-    """Decoding threads: the CPUs this process may use (all of them where that is unknown), ≤ 8."""
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return max(1, min(8, len(usable) if usable else (os.cpu_count() or 1)))
+@dataclass
+class Decoded:
+    """Preprocessed images (N, C, S, S) uint8, and the positions of those that could not be read
+    (their rows are zeros) with the reason."""
+
+    pixels: np.ndarray
+    unreadable: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def readable(self) -> np.ndarray:
+        """Boolean (N,): the rows that hold an image."""
+        ok = np.ones(len(self.pixels), dtype=bool)
+        ok[list(self.unreadable)] = False
+        return ok
 
 
 def load_images(
@@ -65,86 +79,81 @@ def load_images(
     reporter: Reporter = SILENT,
     cache_dir: Path | None = None,
     use_cache: bool = True,
-) -> np.ndarray:
+) -> Decoded:
     """All images preprocessed, as a uint8 array (N, C, S, S).
 
     With ``use_cache`` the array comes from (or is first written to) the cache folder and is
-    memory-mapped; otherwise it is decoded into memory.
+    memory-mapped; otherwise it is decoded into memory. Unreadable images are listed, not raised.
     """
-    side = spec.size or (spec.output_side(*image_size(paths[0])) if paths else 1)
+    side = _side(paths, spec)
     shape = (len(paths), spec.channels, side, side)
     if not use_cache:
         out = np.empty(shape, dtype=np.uint8)
-        _decode_into(out, paths, spec, workers, reporter)
-        return out
+        return Decoded(out, decode_into(out, paths, spec, workers, reporter))
     root = cache_dir or cache_root()
     key = cache_key(paths, spec)
-    final = root / f"{key}.npy"
+    final, about = root / f"{key}.npy", root / f"{key}.json"
     if final.is_file():
-        cached = np.load(final, mmap_mode="r")
-        if cached.shape == shape:
-            return cached
+        try:
+            cached = np.load(final, mmap_mode="r")
+            unreadable = json.loads(about.read_text(encoding="utf-8")).get("unreadable", {})
+            if cached.shape == shape:
+                return Decoded(cached, {int(i): str(why) for i, why in unreadable.items()})
+        except (OSError, ValueError):
+            pass  # a damaged cache is built again
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with atomic_path(final, suffix=".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _decode_into(out, paths, spec, workers, reporter)
+        unreadable = decode_into(out, paths, spec, workers, reporter)
         out.flush()
         del out
-    write_json_atomic(
-        root / f"{key}.json",
-        {
-            "preprocess": _pixels(spec),
-            "n_images": len(paths),
-            "shape": list(shape),
-            "first_image": str(paths[0]) if paths else None,
-            "seconds": round(time.perf_counter() - start, 3),
-            "bytes": int(np.prod(shape)),
-        },
-    )
-    return np.load(final, mmap_mode="r")
+        # The description goes first, then the array is renamed into place: whoever finds the
+        # array finds its description.
+        write_json_atomic(
+            about,
+            {
+                "preprocess": _pixels(spec),
+                "n_images": len(paths),
+                "shape": list(shape),
+                "first_image": str(paths[0]) if paths else None,
+                "unreadable": {str(i): why for i, why in unreadable.items()},
+                "seconds": round(time.perf_counter() - start, 3),
+                "bytes": int(np.prod(shape)),
+            },
+        )
+    return Decoded(np.load(final, mmap_mode="r"), unreadable)
 
 
-def _decode_into(
-    out: np.ndarray,
-    paths: Sequence[Path],
-    spec: InputSpec,
-    workers: int | None,
-    reporter: Reporter,
-) -> None:
-    """Decode ``paths`` into ``out`` in chunks, with threads (PIL releases the GIL to decode)."""
-    side = out.shape[-1]
-
-    def work(start: int) -> int:
-        stop = min(start + _CHUNK, len(paths))
-        for i in range(start, stop):
-            out[i] = load_image(paths[i], spec, side)  # one side, even for mixed image sizes
-        return stop - start
-
-    starts = range(0, len(paths), _CHUNK)
-    n_workers = workers or default_workers()
-    with reporter.task("Decoding images", len(paths)) as task:
-        if n_workers <= 1:
-            for s in starts:
-                task.advance(work(s))
-            return
-        with ThreadPoolExecutor(n_workers) as pool:
-            for n in pool.map(work, starts):
-                task.advance(n)
+def _side(paths: Sequence[Path], spec: InputSpec) -> int:
+    """The output side: the spec's, else that of the first readable image."""
+    if spec.size is not None:
+        return spec.size
+    for path in paths:
+        try:
+            return spec.output_side(*image_size(path))
+        except BadInputError:
+            continue
+    return 1
 
 
 def load_split(
     cat: Catalogue,
     val_ids: np.ndarray,
     spec: InputSpec,
+    skipped: Skipped,
     *,
     workers: int | None = None,
     use_cache: bool = True,
     reporter: Reporter = SILENT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Training and validation images (uint8) and labels of a catalogue: (x_train, y_train,
-    x_val, y_val), the images decoded once through the cache."""
-    images = load_images(cat.paths, spec, workers=workers, reporter=reporter, use_cache=use_cache)
+    x_val, y_val), the images decoded once through the cache. Galaxies whose image cannot be
+    read are left out and added to ``skipped``."""
+    decoded = load_images(cat.paths, spec, workers=workers, reporter=reporter, use_cache=use_cache)
+    skipped.add("unreadable image", [int(cat.ids[i]) for i in decoded.unreadable])
     is_val = np.isin(cat.ids, val_ids)
-    tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    tr = np.flatnonzero(~is_val & decoded.readable)
+    va = np.flatnonzero(is_val & decoded.readable)
+    images = decoded.pixels
     return images[tr], cat.labels[tr], images[va], cat.labels[va]

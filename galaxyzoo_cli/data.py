@@ -13,13 +13,15 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path
+from galaxyzoo_cli.images import InputSpec, decode_into
+from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.schema import COLUMNS, CSV_HEADER, ID_COLUMN, N_OUTPUTS, check_consistency
 from galaxyzoo_cli.settings import EvalSplit, ValSplit
 
@@ -182,6 +184,56 @@ def write_labels(path: str | os.PathLike[str], ids: np.ndarray, values: np.ndarr
 
 
 # --------------------------------------------------------------------------------------------
+# What a job leaves out
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Skipped:
+    """Galaxies a job left out, by reason, with their IDs.
+
+    The policy everywhere: a labelled galaxy without an image, or an image that cannot be read,
+    is skipped, counted and named (the first IDs in the message, all of them in ``--json``);
+    ``--strict`` makes any of them an error instead.
+    """
+
+    by_reason: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, reason: str, ids: Sequence[int] | np.ndarray) -> None:
+        if len(ids):
+            self.by_reason.setdefault(reason, []).extend(int(i) for i in ids)
+
+    def __bool__(self) -> bool:
+        return any(self.by_reason.values())
+
+    @property
+    def count(self) -> int:
+        return sum(len(ids) for ids in self.by_reason.values())
+
+    def describe(self) -> str:
+        parts = []
+        for reason, ids in self.by_reason.items():
+            shown = ", ".join(str(i) for i in ids[:5]) + (", …" if len(ids) > 5 else "")
+            parts.append(f"{len(ids)} with {'an' if reason[0] in 'aeiou' else 'a'} {reason} "
+                         f"({shown})")  # fmt: skip
+        return f"{self.count} galaxies skipped: " + "; ".join(parts)
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {reason: list(ids) for reason, ids in self.by_reason.items()}
+
+    def enforce(self, strict: bool, where: object, reporter: Reporter) -> None:
+        """Nothing if nothing was skipped; else an error with ``strict``, a warning without."""
+        if not self:
+            return
+        if strict:
+            raise BadInputError(
+                f"{where}: {self.describe()}. Replace or remove those files (or their label "
+                "rows), or drop --strict to leave them out."
+            )
+        reporter.log(f"Warning: {self.describe()}. (--strict stops instead.)")
+
+
+# --------------------------------------------------------------------------------------------
 # Images and the catalogue
 # --------------------------------------------------------------------------------------------
 
@@ -226,8 +278,13 @@ class Catalogue:
     ids: np.ndarray
     labels: np.ndarray
     paths: list[Path]
-    n_labels_without_image: int = 0
+    ids_without_image: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Labelled GalaxyIDs that have no image in the folder (left out)."""
     n_images_without_label: int = 0
+
+    @property
+    def n_labels_without_image(self) -> int:
+        return len(self.ids_without_image)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -298,14 +355,14 @@ def load_catalogue(data_dir: str | os.PathLike[str], table: LabelTable | None = 
         ids=ids,
         labels=values,
         paths=[paths[int(p)] for p in pos],
-        n_labels_without_image=int((~in_images).sum()),
+        ids_without_image=np.sort(table.ids[~in_images]),
         n_images_without_label=int(len(image_ids) - len(ids)),
     )
 
 
 @dataclass(frozen=True)
 class LayoutReport:
-    """What a data folder holds (see :func:`check_layout`)."""
+    """What a data folder holds and what is wrong with it (see :func:`check_layout`)."""
 
     data_dir: Path
     n_labels: int
@@ -316,45 +373,88 @@ class LayoutReport:
     consistency: str
     """How well the labels obey the decision tree (the worst violation)."""
     consistent: bool
+    labels_without_image: list[int] = field(default_factory=list)
+    """GalaxyIDs with a label row but no image."""
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Image files that cannot be decoded, with the reason (only when images were decoded)."""
+    decoded: bool = False
+    """Whether every image was decoded (not only listed)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.consistent and not self.labels_without_image and not self.unreadable
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["data_dir"] = str(self.data_dir)
+        d["ok"] = self.ok
         return d
 
     def summary(self) -> str:
         lines = [
             f"{self.data_dir}: {self.n_labels} label rows, {self.n_train_images} training images "
-            f"({self.n_labelled_images} labelled), {self.n_test_images} test images.",
+            f"({self.n_labelled_images} labelled), {self.n_test_images} test images"
+            + (", every image decoded." if self.decoded else "."),
             f"Labels: {self.n_missing_cells} empty cells; tree sums {self.consistency}.",
         ]
+        if self.labels_without_image:
+            ids = ", ".join(str(i) for i in self.labels_without_image[:10])
+            more = ", …" if len(self.labels_without_image) > 10 else ""
+            lines.append(
+                f"Problem: {len(self.labels_without_image)} labelled galaxies have no image "
+                f"({ids}{more}); training leaves them out. Restore the images, or delete the rows."
+            )
+        if self.unreadable:
+            lines.append(
+                f"Problem: {len(self.unreadable)} images cannot be decoded; training and "
+                "prediction leave them out. Replace them (re-fetch the data) or delete them:"
+            )
+            lines += [f"  {path}" for path in list(self.unreadable)[:10]]
+            if len(self.unreadable) > 10:
+                lines.append(f"  … and {len(self.unreadable) - 10} more (all in --json)")
         return "\n".join(lines)
 
 
-def check_layout(data_dir: str | os.PathLike[str], require_test: bool = False) -> LayoutReport:
+def check_layout(
+    data_dir: str | os.PathLike[str],
+    require_test: bool = False,
+    decode: bool = False,
+    workers: int | None = None,
+    reporter: Reporter = SILENT,
+) -> LayoutReport:
     """Validate a Kaggle-layout folder: the labels CSV (and its tree sums), the training images and
-    the test images."""
+    the test images; with ``decode``, every image is decoded (at a small size, fast) so that a
+    truncated or corrupt file is found now, not in the middle of a training run."""
     data_dir = Path(data_dir)
     _require_folder(data_dir)
     table = read_labels(data_dir / LABELS_CSV)
     cat = load_catalogue(data_dir, table)
     test_dir = data_dir / TEST_IMAGES
     if test_dir.is_dir():
-        n_test = len(list_images(test_dir)[0])
+        test_paths = list_images(test_dir)[1]
     elif require_test:
         raise BadInputError(f"{test_dir}: test image folder not found. {FETCH_HINT}.")
     else:
-        n_test = 0
+        test_paths = []
+    unreadable: dict[str, str] = {}
+    if decode:
+        paths = list_images(data_dir / TRAIN_IMAGES)[1] + test_paths
+        tiny = InputSpec(channels=3, size=8)
+        bad = decode_into(np.empty((len(paths), 3, 8, 8), np.uint8), paths, tiny, workers, reporter)
+        unreadable = {str(paths[i]): why for i, why in bad.items()}
     report = check_consistency(table.values)
     return LayoutReport(
         data_dir=data_dir,
         n_labels=len(table.ids),
         n_train_images=len(cat.ids) + cat.n_images_without_label,
         n_labelled_images=len(cat.ids),
-        n_test_images=n_test,
+        n_test_images=len(test_paths),
         n_missing_cells=table.n_missing,
         consistency=report.describe(table.ids),
         consistent=report.ok,
+        labels_without_image=[int(i) for i in cat.ids_without_image],
+        unreadable=unreadable,
+        decoded=decode,
     )
 
 

@@ -22,7 +22,7 @@ import torch
 
 from galaxyzoo_cli import losses, transforms
 from galaxyzoo_cli.cache import load_split
-from galaxyzoo_cli.data import load_catalogue, split_ids
+from galaxyzoo_cli.data import Skipped, load_catalogue, split_ids
 from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
 from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
 from galaxyzoo_cli.metrics import ErrorSum, column_means
@@ -54,6 +54,8 @@ class Setup:
     y_train: np.ndarray
     x_val: Images
     y_val: np.ndarray
+    skipped: Skipped
+    """Labelled galaxies left out: no image, or an unreadable one."""
     features: tuple[torch.Tensor, torch.Tensor] | None = None
     """Frozen-backbone features of (training, validation) images, once computed."""
 
@@ -99,6 +101,8 @@ def prepare(
     )
 
     cat = load_catalogue(data_dir)
+    skipped = Skipped()
+    skipped.add("missing image", cat.ids_without_image)
     if config.limit is not None:
         cat = cat.subset(np.arange(min(config.limit, len(cat))))
     if len(cat) < 2:
@@ -111,14 +115,17 @@ def prepare(
         cat,
         val_ids,
         model_config.input,
+        skipped,
         workers=config.workers,
         use_cache=config.cache,
         reporter=reporter,
     )
+    skipped.enforce(config.strict, data_dir, reporter)
     x_train, x_val = runtime.keep_on_device((x_tr, x_va), reporter)
     setup = Setup(
-        config, model_config, runtime, data_dir, len(cat), val_ids, x_train, y_tr, x_val, y_va
-    )
+        config, model_config, runtime, data_dir, len(cat), val_ids, x_train, y_tr, x_val, y_va,
+        skipped,
+    )  # fmt: skip
     return setup, reporter
 
 

@@ -10,15 +10,20 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.progress import Reporter
 
 REFERENCE_SIDE = 424
 """Side of the Kaggle images; crop sizes are given in this frame and scaled for other sizes."""
+_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -182,3 +187,44 @@ def load_image(
         img = img.resize((out, out), Image.Resampling.BILINEAR, box=box)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def default_workers() -> int:
+    """Decoding threads: the CPUs this process may use (all of them where that is unknown), ≤ 8."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, min(8, len(usable) if usable else (os.cpu_count() or 1)))
+
+
+def decode_into(
+    out: np.ndarray,
+    paths: Sequence[Path],
+    spec: InputSpec,
+    workers: int | None,
+    reporter: Reporter,
+) -> dict[int, str]:
+    """Decode ``paths`` into ``out`` (N, C, S, S) in chunks, with threads (PIL releases the GIL to
+    decode). Returns the unreadable ones (position: reason); their rows are zeros."""
+    side = out.shape[-1]
+    unreadable: dict[int, str] = {}
+
+    def work(start: int) -> int:
+        stop = min(start + _CHUNK, len(paths))
+        for i in range(start, stop):
+            try:
+                out[i] = load_image(paths[i], spec, side)  # one side, even for mixed sizes
+            except BadInputError as e:
+                out[i] = 0
+                unreadable[i] = str(e)
+        return stop - start
+
+    starts = range(0, len(paths), _CHUNK)
+    n_workers = workers or default_workers()
+    with reporter.task("Decoding images", len(paths)) as task:
+        if n_workers <= 1:
+            for s in starts:
+                task.advance(work(s))
+        else:
+            with ThreadPoolExecutor(n_workers) as pool:
+                for n in pool.map(work, starts):
+                    task.advance(n)
+    return dict(sorted(unreadable.items()))

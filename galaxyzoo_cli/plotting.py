@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from galaxyzoo_cli import provenance
 from galaxyzoo_cli.data import Catalogue, load_catalogue
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path
@@ -33,11 +35,14 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Figure, out: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Write a figure as PNG atomically and close it."""
+def save_figure(
+    fig: Figure, out: str | os.PathLike[str], prov: dict[str, Any] | None = None, dpi: int = 110
+) -> Path:
+    """Write a figure as PNG atomically (its provenance in the PNG's text) and close it."""
     out = Path(out)
+    metadata = {provenance.PNG_KEY: json.dumps(prov)} if prov is not None else None
     with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
     pyplot().close(fig)
     return out
 
@@ -101,6 +106,7 @@ class _RunData:
     val: _Predicted | None
     """None when the run's validation galaxies could not be read (``val_problem`` says why)."""
     train: _Predicted | None
+    provenance: dict[str, Any]
     val_problem: str = ""
 
 
@@ -123,11 +129,13 @@ def plot_runs(
     add ``compare.png`` (validation RMSE curves and per-question RMSE side by side).
 
     Files go into each run's folder, or into ``out_dir`` (created); where several runs share a
-    folder, their files are prefixed with the run folder's name (``compare.png`` goes to the first
-    run's folder, or ``out_dir``). Galaxies come from ``data_dir``, else the folder the
-    run was trained on. A figure that cannot be drawn (no metrics.csv rows; the data folder is
-    missing) is skipped and listed in ``PlotResult.skipped``; a run with nothing to plot, a bad
-    RUN or a bad ``data_dir`` raises :class:`BadInputError`.
+    folder, their files are prefixed with the run folder's name. ``compare-<runs>.png`` goes into
+    the folder holding the runs, or ``out_dir``. Each PNG records its provenance; in a default
+    folder a figure of other inputs is never replaced (the new one gets a new name). Galaxies come
+    from ``data_dir``, else the folder the run was trained on. A figure that cannot be drawn (no
+    metrics.csv rows; the data folder is missing) is skipped and listed in
+    ``PlotResult.skipped``; a run with nothing to plot, a bad RUN or a bad ``data_dir`` raises
+    :class:`BadInputError`.
     """
     from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.runs import resolve_run
@@ -147,6 +155,11 @@ def plot_runs(
     collected: list[_RunData] = []
     folders = [out_dir or ref.run_dir for ref in refs]
     resolved = [f.resolve() for f in folders]
+
+    def save(draw: Callable[[Any], Figure], arg: Any, path: Path, prov: dict[str, Any]) -> None:
+        target = provenance.output_path(path, path if out_dir else None, prov, reporter)
+        paths.append(save_figure(draw(arg), target, {**prov, "figure": path.stem}))
+
     for ref, name, folder in zip(refs, names, folders, strict=True):
         run = _collect(
             ref.checkpoint, name, dev, data_dir, catalogues, use_cache, workers, reporter
@@ -155,18 +168,28 @@ def plot_runs(
         # Runs that share a folder (--out, or a run given twice) get their name as a prefix.
         prefix = f"{name}-" if resolved.count(folder.resolve()) > 1 else ""
         if run.metrics:
-            paths.append(save_figure(_loss_figure(run), folder / f"{prefix}loss.png"))
+            save(_loss_figure, run, folder / f"{prefix}loss.png", run.provenance)
         else:
             skipped.append(f"{name}: loss.png (metrics.csv has no rows)")
         if run.val is None:
             skipped.append(f"{name}: accuracy.png, scatter.png, gallery.png ({run.val_problem})")
         else:
-            paths.append(save_figure(_accuracy_figure(run), folder / f"{prefix}accuracy.png"))
-            paths.append(save_figure(_scatter_figure(run), folder / f"{prefix}scatter.png"))
-            paths.append(save_figure(_gallery_figure(run), folder / f"{prefix}gallery.png"))
+            for figure, draw in (
+                ("accuracy", _accuracy_figure),
+                ("scatter", _scatter_figure),
+                ("gallery", _gallery_figure),
+            ):
+                save(draw, run, folder / f"{prefix}{figure}.png", run.provenance)
         collected.append(run)
     if len(collected) > 1:
-        paths.append(save_figure(_compare_figure(collected), folders[0] / "compare.png"))
+        shown = names[:3] + ([f"and-{len(names) - 3}-more"] if len(names) > 3 else [])
+        common = Path(os.path.commonpath([r.run_dir.resolve() for r in collected]))
+        where = out_dir or (common if common not in resolved else common.parent)
+        runs_prov = provenance.record(
+            "plot", [e for r in collected for e in r.provenance["runs"]],
+            data_dirs=[r.provenance["data_dir"] for r in collected],
+        )  # fmt: skip
+        save(_compare_figure, collected, where / f"compare-{'-'.join(shown)}.png", runs_prov)
     for note in skipped:
         reporter.log(f"Skipped {note}.")
     return PlotResult(paths=paths, runs=[r.run_dir for r in collected], skipped=skipped)
@@ -205,6 +228,10 @@ def _collect(
     metrics = read_metrics(loaded.run_dir)
     loss_name = ckpt.settings.loss.value
     folder = data_dir or ckpt.data_dir
+    prov = provenance.record(
+        "plot", [provenance.run_entry(loaded.run_dir, ckpt.path)],
+        data_dir=None if folder is None else str(folder.resolve()), split=EvalSplit.VAL.value,
+    )  # fmt: skip
     try:
         if folder is None:
             raise BadInputError("the checkpoint names no data folder. Pass --data-dir.")
@@ -221,7 +248,7 @@ def _collect(
             raise BadInputError(
                 f"{loaded.run_dir}: nothing to plot: metrics.csv has no rows and {e}"
             ) from None
-        return _RunData(name, loaded.run_dir, loss_name, metrics, None, None, str(e))
+        return _RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, str(e))
 
     def predicted(split: EvalSplit, sample: int | None = None) -> _Predicted | None:
         from galaxyzoo_cli.inference import split_predictions
@@ -242,6 +269,7 @@ def _collect(
         metrics,
         predicted(EvalSplit.VAL),
         predicted(EvalSplit.TRAIN, _TRAIN_SAMPLE),
+        prov,
     )
 
 

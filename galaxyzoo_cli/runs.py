@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 CHECKPOINT_FORMAT = "galaxyzoo-cli/checkpoint/2"
 LEGACY_FORMATS = {"galaxyzoo-cli/checkpoint/1": "0.1"}
 """Older formats still read, and the package versions that wrote them."""
+_RENAMED_SINCE_01 = {"galaxynet": "galaxynet-v1"}
+"""Models whose 0.1 architecture lives on under another name."""
 _STATE_KEYS = ("model_state", "optimizer_state", "rng_state", "steps", "train_state")
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_rmse", "lr", "seconds")
 
@@ -258,10 +260,12 @@ def _upgrade_v1(raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         data = {"data_dir": None, "val_ids": []}
     m, prep = raw["model"], raw["preprocess"]
     progress = {k: raw[k] for k in Progress.__dataclass_fields__ if k in raw}
+    name = _RENAMED_SINCE_01.get(m["name"], m["name"])
     return {
         **raw,
+        "settings": {**raw["settings"], "model": name},
         "model": {
-            "name": m["name"],
+            "name": name,
             "head": m["head"],
             "input": {
                 "channels": prep["channels"],

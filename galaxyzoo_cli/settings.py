@@ -123,6 +123,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     cache: bool = True
+    strict: bool = False
+    """Stop at a labelled galaxy without a readable image instead of leaving it out."""
 
     def __post_init__(self) -> None:
         # Choices given as plain strings (from Python or a saved run) become enum members here.
@@ -181,5 +183,5 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache")
+RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache", "strict")
 """The settings a resume may change; every other one is the run's own."""

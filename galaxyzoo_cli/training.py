@@ -49,6 +49,8 @@ class TrainResult:
     stopped_early: bool
     device: str
     trials: list[dict[str, float]] = field(default_factory=list)
+    skipped: dict[str, list[int]] = field(default_factory=dict)
+    """Labelled galaxies left out, by reason (no image, unreadable image)."""
 
     @property
     def beats_baseline(self) -> bool | None:
@@ -288,4 +290,5 @@ def _fit_to_the_end(
         stopped_early=stopped,
         device=str(s.runtime.device),
         trials=trials or [],
+        skipped=s.skipped.as_dict(),
     )

@@ -80,7 +80,8 @@ def test_plot_two_runs_writes_figures_into_each_run_and_a_comparison(
 
     result = plotting.plot_runs([first, second], device="cpu", use_cache=False)
 
-    expected = [first / f for f in RUN_FIGURES] + [second / "loss.png", first / "compare.png"]
+    compare = tmp_path / "compare-first-second.png"  # beside the runs, not inside the first
+    expected = [first / f for f in RUN_FIGURES] + [second / "loss.png", compare]
     assert result.paths == expected
     [note] = result.skipped
     assert (
@@ -124,7 +125,9 @@ def test_plot_runs_sharing_a_folder_get_prefixed_names(
 
     result = plotting.plot_runs([run, run / "weights" / "best.pt"], out_dir=out, device="cpu")
 
-    assert [p.name for p in result.paths] == ["run-loss.png", "run-2-loss.png", "compare.png"]
+    assert [p.name for p in result.paths] == [
+        "run-loss.png", "run-2-loss.png", "compare-run-run-2.png"
+    ]  # fmt: skip
     assert all(p.parent == out and png_size(p) for p in result.paths)
 
 
@@ -164,7 +167,7 @@ def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Pa
     pred = rng.random((20, 37))
     cat = Catalogue(tmp_path, np.arange(20), labels, [])
     part = plotting._Predicted(cat, pred, question_scores(pred, labels))
-    run = plotting._RunData("run", tmp_path, "mse", [], val=part, train=part)
+    run = plotting._RunData("run", tmp_path, "mse", [], val=part, train=part, provenance={})
 
     fig = plotting._accuracy_figure(run)
 

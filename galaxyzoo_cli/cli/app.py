@@ -51,12 +51,33 @@ class _Boundary(TyperGroup):
                 typer.echo(json.dumps({"error": message, "exit_code": getattr(e, "exit_code", 2)}))
             raise
 
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            params = command.get_params
+            command.get_params = lambda ctx: _plain_help(params(ctx))  # type: ignore[method-assign]
+        return command
+
+    def get_params(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        return _plain_help(super().get_params(ctx))
+
     @staticmethod
     def _fail(message: str, code: int, as_json: bool) -> None:
         typer.echo(f"Error: {message}", err=True)
         if as_json:
             typer.echo(json.dumps({"error": message, "exit_code": code}))
         raise typer.Exit(code)
+
+
+def _plain_help(params: list[Any]) -> list[Any]:
+    """No type column where it says nothing: flags take no value (not ``<bool>``), and a
+    ``RUN...`` argument names its own kind (not ``<list[Path]>``)."""
+    for param in params:
+        if getattr(param, "is_flag", False) or (
+            param.param_type_name == "argument" and param.nargs != 1
+        ):
+            param.display_type_rich = lambda ctx: None
+    return params
 
 
 app = typer.Typer(
@@ -99,6 +120,13 @@ Workers = Annotated[
 ]
 Cache = Annotated[
     bool, typer.Option("--cache/--no-cache", help="Keep decoded images in the on-disk cache.")
+]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Stop at a galaxy without a readable image (default: leave it out and name it).",
+    ),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from galaxyzoo_cli.cli.app import DataDir, JsonOut, RichReporter, Seed, app, emit
+from galaxyzoo_cli.cli.app import DataDir, JsonOut, RichReporter, Seed, Workers, app, emit
 from galaxyzoo_cli.errors import BadInputError
 
 
@@ -56,11 +56,20 @@ def fetch(
 
 
 @app.command()
-def check(data_dir: DataDir = Path("data"), as_json: JsonOut = False) -> None:
-    """Validate a data folder: labels CSV, images, and that the labels obey the decision tree."""
+def check(
+    data_dir: DataDir = Path("data"), workers: Workers = None, as_json: JsonOut = False
+) -> None:
+    """Validate a data folder: labels CSV, every image decoded, the labels' decision-tree sums.
+
+    Exits 2 when something is wrong (labelled galaxies without images, unreadable images, labels
+    that break the tree), after listing what.
+    """
     from galaxyzoo_cli.data import check_layout
 
-    emit(check_layout(data_dir), as_json)
+    report = check_layout(data_dir, decode=True, workers=workers, reporter=RichReporter())
+    emit(report, as_json)
+    if not report.ok:
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -9,10 +9,10 @@ import typer
 
 from galaxyzoo_cli.cli.app import (
     Cache,
-    DataDir,
     Device,
     JsonOut,
     RichReporter,
+    Strict,
     Workers,
     app,
     emit,
@@ -36,13 +36,22 @@ RunDataDir = Annotated[
 def evaluate(
     runs: Annotated[
         list[Path],
-        typer.Argument(metavar="RUN...", help="One run, or several to average (an ensemble)."),
+        typer.Argument(metavar="RUN", help="One run, or several to average (an ensemble)."),
     ],
     data_dir: RunDataDir = None,
     split: Annotated[
         EvalSplit, option("--split", help="The run's validation or training galaxies, or all.")
     ] = EvalSplit.VAL,
     tta: Tta = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="JSON file to write (default: RUN/eval.json, or a new name beside it when that "
+            "holds an evaluation of other inputs).",
+        ),
+    ] = None,
     predictions: Annotated[
         Path | None,
         typer.Option(
@@ -53,6 +62,7 @@ def evaluate(
     ] = None,
     workers: Workers = None,
     cache: Cache = True,
+    strict: Strict = False,
     device: Device = "auto",
     as_json: JsonOut = False,
 ) -> None:
@@ -67,7 +77,9 @@ def evaluate(
         device=device,
         use_cache=cache,
         workers=workers,
+        out=out,
         predictions=predictions,
+        strict=strict,
         reporter=RichReporter(),
     )
     emit(result, as_json)
@@ -77,21 +89,29 @@ def evaluate(
 def predict(
     runs: Annotated[
         list[Path],
-        typer.Argument(metavar="RUN...", help="One run, or several to average (an ensemble)."),
+        typer.Argument(metavar="RUN", help="One run, or several to average (an ensemble)."),
     ],
-    data_dir: DataDir = Path("data"),
+    data_dir: RunDataDir = None,
     images: Annotated[
         Path | None,
-        typer.Option("--images", help="Folder of <GalaxyID>.jpg (default: DATA/images_test_rev1)."),
+        typer.Option(
+            "--images", help="Folder of <GalaxyID>.jpg (default: images_test_rev1 of the data)."
+        ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="CSV to write (default: RUN/submission.csv)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="CSV to write (default: RUN/submission.csv, or a new name beside it when that "
+            "holds a submission of other inputs).",
+        ),
     ] = None,
     tta: Tta = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 256,
     workers: Workers = None,
     cache: Cache = True,
+    strict: Strict = False,
     device: Device = "auto",
     as_json: JsonOut = False,
 ) -> None:
@@ -108,6 +128,7 @@ def predict(
         batch_size=batch_size,
         use_cache=cache,
         workers=workers,
+        strict=strict,
         reporter=RichReporter(),
     )
     emit(result, as_json)
@@ -116,7 +137,7 @@ def predict(
 @app.command()
 def plot(
     runs: Annotated[
-        list[Path], typer.Argument(metavar="RUN...", help="One run, or several to compare.")
+        list[Path], typer.Argument(metavar="RUN", help="One run, or several to compare.")
     ],
     out: Annotated[
         Path | None,

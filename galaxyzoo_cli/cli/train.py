@@ -17,6 +17,7 @@ from galaxyzoo_cli.cli.app import (
     RichReporter,
     RunsDir,
     Seed,
+    Strict,
     Workers,
     app,
     emit,
@@ -133,6 +134,7 @@ def _train_config(o: dict[str, Any]) -> TrainConfig:
         device=o["device"],
         amp=o["amp"],
         cache=o["cache"],
+        strict=o["strict"],
     )
 
 
@@ -170,11 +172,12 @@ def train(
             "--resume",
             metavar="RUN",
             help="Continue RUN in place up to --epochs (it may also change --patience, "
-            "--device, --workers, --amp and --cache).",
+            "--device, --workers, --amp, --cache and --strict).",
         ),
     ] = None,
     amp: Amp = _TC.amp,
     cache: Cache = _TC.cache,
+    strict: Strict = _TC.strict,
     device: Device = _TC.device,
     data_dir: DataDir = Path("data"),
     runs_dir: RunsDir = Path("runs"),

@@ -70,47 +70,78 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
 
 
 class GalaxyNet(nn.Module):
-    """A compact CNN for centred galaxies: a strided stem, batch norm, global pooling.
+    """A compact CNN for centred galaxies: a strided stem, stages of 3×3 conv + batch norm + ReLU
+    separated by max-pooling, then global average and max pooling.
 
     The strided stem keeps the cost low on CPUs (most of a VGG-style net's time goes to the
-    full-resolution layers); global average and max pooling make the features independent of where
-    (and, with rotation augmentation, how rotated) a structure appears.
+    full-resolution layers); global pooling makes the features independent of where (and, with
+    rotation augmentation, how rotated) a structure appears. Stage ``i`` has ``width * 2**i``
+    channels and ``depth[i]`` conv layers.
     """
 
-    def __init__(self, channels: int, width: int = 16) -> None:
+    def __init__(
+        self,
+        channels: int,
+        width: int = 16,
+        depth: tuple[int, ...] = (1, 2, 2, 1),
+        dropout: float = 0.0,
+        stem_stride: int = 2,
+    ) -> None:
         super().__init__()
-        w = width
-        stem = nn.Conv2d(channels, w, 3, stride=2, padding=1, bias=False)
-        self.stages = nn.Sequential(
-            stem,
-            nn.BatchNorm2d(w),
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 3, stride=stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(width),
             nn.ReLU(),
-            *_block(w, w),
-            nn.MaxPool2d(2),
-            *_block(w, 2 * w),
-            *_block(2 * w, 2 * w),
-            nn.MaxPool2d(2),
-            *_block(2 * w, 4 * w),
-            *_block(4 * w, 4 * w),
-            nn.MaxPool2d(2),
-            *_block(4 * w, 8 * w),
-        )
-        self.num_features = 16 * w
+        ]
+        c = width
+        for i, n in enumerate(depth):
+            if i:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(n):
+                layers += _block(c, width * 2**i)
+                c = width * 2**i
+        self.stages = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.num_features = 2 * c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(x)
-        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+        return self.dropout(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
 
 
 @register_model(
     "galaxynet",
     kind="custom",
-    description="Our CPU-friendly CNN: strided stem, 6 conv layers, batch norm, avg+max pooling.",
+    description="The default: galaxynet with 32-256 channels, RGB crop 256 → 64 px.",
+    channels=3,
+    image_size=64,
+    crop=256,
+)
+def galaxynet(channels: int, **_: object) -> nn.Module:
+    return GalaxyNet(channels, width=32)
+
+
+@register_model(
+    "galaxynet-s",
+    kind="custom",
+    description="The fast recipe: galaxynet with 16-128 channels, for laptops and CI smoke runs.",
+    channels=3,
+    image_size=64,
+    crop=256,
+)
+def galaxynet_s(channels: int, **_: object) -> nn.Module:
+    return GalaxyNet(channels, width=16)
+
+
+@register_model(
+    "galaxynet-v1",
+    kind="custom",
+    description="The 0.1 default: strided stem, 6 conv layers (16-128), RGB crop 208 → 64 px.",
     channels=3,
     image_size=64,
     crop=208,
 )
-def galaxynet(channels: int, **_: object) -> nn.Module:
+def galaxynet_v1(channels: int, **_: object) -> nn.Module:
     return GalaxyNet(channels, width=16)
 
 
