@@ -37,7 +37,7 @@ from galaxyzoo_cli import transforms  # noqa: E402
 from galaxyzoo_cli.data import list_images, load_catalogue  # noqa: E402
 from galaxyzoo_cli.inference import load_run, predict_paths  # noqa: E402
 from galaxyzoo_cli.metrics import column_means, kaggle_rmse  # noqa: E402
-from galaxyzoo_cli.models.custom import GalaxyNet  # noqa: E402
+from galaxyzoo_cli.models.nets import GalaxyNet  # noqa: E402
 from galaxyzoo_cli.models.registry import list_models, register_model  # noqa: E402
 from galaxyzoo_cli.settings import TrainConfig  # noqa: E402
 from galaxyzoo_cli.training import train  # noqa: E402
@@ -90,7 +90,7 @@ def _arch_model(arch: dict[str, Any]) -> str:
         kwargs = {**arch, "depth": tuple(arch.get("depth", (1, 2, 2, 1)))}
         register_model(
             name, kind="custom", description=f"galaxynet {arch}", channels=3, image_size=64,
-            crop=256, test=True,
+            crop=256, test=True, parameters=0,
         )(lambda channels, **_: GalaxyNet(channels, **kwargs))  # fmt: skip
     return name
 

@@ -20,7 +20,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from galaxyzoo_cli.models import create_model, resolve_config  # noqa: E402
+from galaxyzoo_cli.models import resolve_config  # noqa: E402
+from galaxyzoo_cli.models.network import create_model  # noqa: E402
 from galaxyzoo_cli.transforms import augment_batch  # noqa: E402
 
 

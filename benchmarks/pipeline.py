@@ -97,7 +97,8 @@ def warm_delivery(images: np.ndarray, batch: int = 64) -> tuple[int, float]:
 
 def model_compute(x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
     """Seconds per epoch of the notebook ConvNet's forward+backward on in-memory tensors."""
-    from galaxyzoo_cli.models import create_model, resolve_config
+    from galaxyzoo_cli.models import resolve_config
+    from galaxyzoo_cli.models.network import create_model
 
     model = create_model(resolve_config("convnet", head="sigmoid"))
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -113,7 +114,8 @@ def model_compute(x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
 
 def notebook_epoch(paths: list[Path], labels: np.ndarray, epochs: int) -> float:
     """Seconds per epoch of the notebook: its data path feeding the ConvNet."""
-    from galaxyzoo_cli.models import create_model, resolve_config
+    from galaxyzoo_cli.models import resolve_config
+    from galaxyzoo_cli.models.network import create_model
 
     model = create_model(resolve_config("convnet", head="sigmoid"))
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)

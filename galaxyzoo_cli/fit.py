@@ -26,7 +26,8 @@ from galaxyzoo_cli.data import Skipped, load_catalogue, split_ids
 from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
 from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
 from galaxyzoo_cli.metrics import ErrorSum, column_means
-from galaxyzoo_cli.models import GalaxyModel, ModelConfig, create_model, get_spec, resolve_config
+from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
+from galaxyzoo_cli.models.network import GalaxyModel, create_model
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
 from galaxyzoo_cli.settings import Loss, Optimizer, Schedule, TrainConfig
@@ -78,21 +79,25 @@ def prepare(
     reporter = reporter if runtime.is_main else SILENT
     seed_everything(config.seed)
     spec = get_spec(config.model)
+    pretrained = config.weights is not None or (
+        spec.pretrained if config.pretrained is None else config.pretrained
+    )
     if model_config is None:
+        # Freezing follows the weights actually loaded: frozen random features never learn.
+        freeze = pretrained if config.freeze is None else config.freeze
+        if freeze and not pretrained:
+            raise BadInputError(
+                f"--freeze without pretrained weights: {spec.name}'s features would stay random "
+                "and only the head would learn. Drop --freeze to train the whole network, or "
+                "load pretrained weights (--pretrained, or --weights FILE)."
+            )
         model_config = resolve_config(
             config.model,
             head=config.head,
             channels=config.channels,
             image_size=config.image_size,
             crop=config.crop,
-            freeze=config.freeze,
-        )
-    pretrained = config.weights is not None or (
-        spec.pretrained if config.pretrained is None else config.pretrained
-    )
-    if model_config.freeze and not pretrained:
-        reporter.log(
-            "Note: --freeze without pretrained weights: the head trains on random features."
+            freeze=freeze,
         )
     config = config.replace(
         model=model_config.name,
@@ -268,7 +273,8 @@ class Fit:
                 seconds = time.perf_counter() - start
                 p.epoch = epoch
                 p.train_seconds += seconds
-                p.images_seen += n_train
+                if s.features is None:  # images through the network (features: counted once)
+                    p.images_seen += n_train
                 p.metrics.append(
                     {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                      "val_rmse": val_rmse, "lr": lr, "seconds": seconds}
@@ -286,7 +292,10 @@ class Fit:
                 if run_dir is not None and rt.is_main:
                     self.save(run_dir, improved)
                 if early_stopping and c.patience and p.bad_epochs >= c.patience:
-                    reporter.log(f"Early stop: no improvement for {c.patience} epochs.")
+                    reporter.log(
+                        f"Early stop: no improvement for {c.patience} "
+                        f"epoch{'s' if c.patience != 1 else ''}."
+                    )
                     return True
         except KeyboardInterrupt:
             if run_dir is None:
@@ -415,8 +424,11 @@ class Fit:
                         feats.append(self.model.embed(batch).float().cpu())
                     task.advance(len(batch))
             out.append(torch.cat(feats))
+        seconds, n_images = time.perf_counter() - start, len(s.y_train) + len(s.y_val)
+        self.progress.images_seen += n_images
+        self.progress.train_seconds += seconds
         reporter.log(
-            f"Frozen features of {len(s.y_train) + len(s.y_val)} images computed once in "
-            f"{time.perf_counter() - start:.1f} s; training the head on them."
+            f"Frozen features of {n_images} images computed once in {seconds:.1f} s; "
+            "training the head on them."
         )
         return out[0], out[1]

@@ -35,7 +35,7 @@ from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import write_json_atomic
 from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.metrics import column_means, score
-from galaxyzoo_cli.models import GalaxyModel
+from galaxyzoo_cli.models.network import GalaxyModel
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import N_OUTPUTS, QUESTIONS

@@ -28,7 +28,8 @@ from galaxyzoo_cli.files import atomic_path, write_json_atomic, write_text_atomi
 from galaxyzoo_cli.settings import TrainConfig
 
 if TYPE_CHECKING:
-    from galaxyzoo_cli.models import GalaxyModel, ModelConfig
+    from galaxyzoo_cli.models import ModelConfig
+    from galaxyzoo_cli.models.network import GalaxyModel
 
 CHECKPOINT_FORMAT = "galaxyzoo-cli/checkpoint/2"
 LEGACY_FORMATS = {"galaxyzoo-cli/checkpoint/1": "0.1"}
@@ -45,6 +46,8 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
         raise BadInputError(
             f"--name {name!r}: use letters, digits, '.', '_' and '-' (no spaces or slashes)."
         )
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise BadInputError(f"--runs-dir {runs_dir}: is a file. Give a folder for the runs.")
     runs_dir.mkdir(parents=True, exist_ok=True)
     for i in range(1, 10_000):
         path = runs_dir / (name if i == 1 else f"{name}-{i}")
@@ -168,7 +171,7 @@ class Checkpoint:
 
     def build_model(self) -> GalaxyModel:
         """The model with its weights, in eval mode, on the CPU."""
-        from galaxyzoo_cli.models import create_model
+        from galaxyzoo_cli.models.network import create_model
 
         model = create_model(self.model, pretrained=False)
         model.load_state_dict(self.state["model_state"])

@@ -45,6 +45,8 @@ class TrainResult:
     n_train: int
     n_val: int
     seconds: float
+    images: int
+    """Images through the network (a frozen backbone's: each once, for its features)."""
     images_per_second: float
     stopped_early: bool
     device: str
@@ -67,7 +69,8 @@ class TrainResult:
 
     def summary(self) -> str:
         lines = [
-            f"Run {self.run_dir}: {self.model}, {self.epochs_run} epochs in {self.seconds:.1f} s "
+            f"Run {self.run_dir}: {self.model}, {self.epochs_run} "
+            f"epoch{'s' if self.epochs_run != 1 else ''} in {self.seconds:.1f} s "
             f"({self.images_per_second:.0f} images/s)"
             + (", stopped early" if self.stopped_early else ""),
         ]
@@ -139,7 +142,8 @@ def resume(
     config = ckpt.settings.replace(**{k: v for k, v in changes.items() if v is not None})
     if config.epochs <= ckpt.progress.epoch:
         raise BadInputError(
-            f"--resume {run}: the run already has {ckpt.progress.epoch} epochs; "
+            f"--resume {run}: the run already has {ckpt.progress.epoch} "
+            f"epoch{'s' if ckpt.progress.epoch != 1 else ''}; "
             f"give --epochs larger than that to continue."
         )
     setup, reporter = prepare(
@@ -286,6 +290,7 @@ def _fit_to_the_end(
         n_train=len(s.y_train),
         n_val=len(s.y_val),
         seconds=time.perf_counter() - start,
+        images=p.images_seen,
         images_per_second=p.images_seen / max(p.train_seconds, 1e-9),
         stopped_early=stopped,
         device=str(s.runtime.device),

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.losses import masked_loss
-from galaxyzoo_cli.models import create_model, get_spec, list_models, resolve_config
+from galaxyzoo_cli.models import get_spec, list_models, resolve_config
 from galaxyzoo_cli.models.heads import tree_normalise
+from galaxyzoo_cli.models.network import count_parameters, create_model
 from galaxyzoo_cli.schema import check_consistency
 
 runner = CliRunner()
@@ -36,10 +37,31 @@ def test_models_command_lists_registry() -> None:
     assert rows["convnet"]["parameters"] == 327_667  # the notebook's ConvNet with 37 outputs
     assert rows["resnet18"]["kind"] == "timm" and rows["resnet18"]["frozen_by_default"]
     assert rows["convnet"]["input"] == "gray 64 px, crop 256"
+    assert [r["name"] for r in rows.values() if r["default"]] == ["galaxynet"]
     result = runner.invoke(app, ["models", "dense*"])
     assert (
         result.exit_code == 0 and "densenet121" in result.output and "convnet" not in result.output
     )
+    assert "galaxynet (default)" in runner.invoke(app, ["models", "galaxy*"]).output
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_declared_parameters_are_the_built_models(name: str) -> None:
+    with torch.device("meta"):
+        model = create_model(resolve_config(name))
+    assert get_spec(name).parameters == count_parameters(model)
+
+
+def test_listing_models_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from galaxyzoo_cli.models import describe_models; describe_models(); "
+        "print('torch' in sys.modules, 'timm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 @pytest.mark.parametrize("name", list_models())

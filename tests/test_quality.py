@@ -56,7 +56,7 @@ def test_an_untrained_model_predicts_the_training_mean(synthetic_data: Path, hea
 
 
 def test_a_run_worse_than_the_mean_says_so() -> None:
-    result = TrainResult(Path("r"), "m", 1, 1, 0.05, 0.2, 0.15, 90, 10, 1.0, 100.0, False, "cpu")
+    result = TrainResult(Path("r"), "m", 1, 1, 0.05, 0.2, 0.15, 90, 10, 1.0, 90, 90.0, False, "cpu")
     assert result.beats_baseline is False and result.as_dict()["beats_baseline"] is False
     assert "Warning: this model is no better than predicting the training means" in (
         result.summary()

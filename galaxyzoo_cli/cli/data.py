@@ -124,7 +124,7 @@ def models(
         table.add_column(col, justify="right" if col == "parameters" else "left")
     for r in rows:
         table.add_row(
-            r["name"],
+            r["name"] + (" (default)" if r["default"] else ""),
             r["kind"] + (" (frozen)" if r["frozen_by_default"] else ""),
             f"{r['parameters'] / 1e6:.2f} M",
             r["input"],

@@ -1,6 +1,6 @@
-"""Models by name: ``create_model`` and ``list_models``, over the registry.
-
-Importing this package imports the model files, which register themselves.
+"""Models by name, without torch: the registry's lookups, each model's configuration and the
+listing. Importing this package imports the model files, which register themselves (no torch:
+the networks are built by :func:`galaxyzoo_cli.models.network.create_model`).
 """
 
 from __future__ import annotations
@@ -8,23 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
-from torch import nn
-
 from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.models import backbones, custom  # noqa: F401  (they register their models)
-from galaxyzoo_cli.models.heads import make_head
 from galaxyzoo_cli.models.registry import ModelSpec, get_spec, list_models
-from galaxyzoo_cli.settings import Head, choice
+from galaxyzoo_cli.settings import DEFAULT_MODEL, Head, choice
 
 __all__ = [
-    "GalaxyModel",
     "ModelConfig",
     "ModelSpec",
-    "create_model",
     "get_spec",
     "list_models",
-    "count_parameters",
     "describe_models",
     "resolve_config",
 ]
@@ -56,38 +49,6 @@ class ModelConfig:
             input=InputSpec.from_dict(d["input"]),
             freeze=bool(d["freeze"]),
         )
-
-
-class GalaxyModel(nn.Module):
-    """Normalisation → feature extractor → head: images in [0, 1] to 37 outputs in [0, 1].
-
-    The model owns its normalisation, so no caller can forget it or use the wrong constants.
-    """
-
-    def __init__(self, config: ModelConfig, features: nn.Module) -> None:
-        super().__init__()
-        self.config = config
-        self.features = features
-        self.head = make_head(config.head, int(features.num_features))  # type: ignore[arg-type]
-        spec = config.input
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
-        if config.freeze:
-            self.features.requires_grad_(False)
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Features (B, F) of images (B, C, S, S) with values in [0, 1]."""
-        x = (images - self.mean) / self.std  # type: ignore[operator]
-        return self.features(x.contiguous(memory_format=torch.channels_last))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(images))
-
-    def train(self, mode: bool = True) -> GalaxyModel:
-        super().train(mode)
-        if self.config.freeze:
-            self.features.eval()  # frozen features: batch-norm statistics stay as loaded
-        return self
 
 
 def _channel_stats(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
@@ -128,45 +89,24 @@ def resolve_config(
     )
 
 
-def create_model(
-    config: ModelConfig, *, pretrained: bool = False, weights: str | None = None
-) -> GalaxyModel:
-    """Build the model of ``config``; a backbone gets pretrained or local weights if asked."""
-    spec = get_spec(config.name)
-    features = spec.factory(
-        channels=config.input.channels,
-        image_size=config.input.size,
-        pretrained=pretrained,
-        weights=weights,
-    )
-    # Channels-last convolutions trained 20-27% faster on the CPU (benchmarks/model_speed.py);
-    # embed() hands the features the same layout.
-    return GalaxyModel(config, features).to(memory_format=torch.channels_last)
-
-
 def describe_models(pattern: str = "*", include_test: bool = False) -> list[dict[str, Any]]:
-    """One row per registered model matching ``pattern``: name, kind, parameters, default input."""
+    """One row per registered model matching ``pattern``: name, kind, parameters (declared: no
+    model is built), default input, and which one is the default."""
     rows = []
     for name in list_models(pattern, include_test=include_test):
         spec = get_spec(name)
-        config = resolve_config(name)
-        with torch.device("meta"):  # count parameters without allocating or loading weights
-            model = create_model(config, pretrained=False)
         crop = f", crop {spec.input.crop}" if spec.input.crop else ""
         rows.append(
             {
                 "name": name,
+                "default": name == DEFAULT_MODEL,
                 "kind": spec.kind,
-                "parameters": count_parameters(model),
+                "parameters": spec.parameters,
                 "input": f"{'gray' if spec.input.channels == 1 else 'RGB'} "
                 f"{spec.input.size} px{crop}",
-                "frozen_by_default": config.freeze,
+                "frozen_by_default": spec.pretrained,
                 "pretrained_by_default": spec.pretrained,
                 "description": spec.description,
             }
         )
     return rows
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

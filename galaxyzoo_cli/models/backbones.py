@@ -12,10 +12,8 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-
-from torch import nn
 
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.images import InputSpec
@@ -26,6 +24,9 @@ from galaxyzoo_cli.models.registry import (
     register_family,
     register_model,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 BACKBONE_CROP = 256
 """Centre crop (424-px frame) for backbones: it holds the galaxy light with a margin."""
@@ -124,6 +125,7 @@ def timm_spec(arch: str) -> ModelSpec:
     return ModelSpec(
         name=f"timm/{arch}",
         kind="timm",
+        parameters=None,
         factory=_factory(arch),
         description=f"timm {arch}",
         input=InputSpec(
@@ -140,11 +142,19 @@ def timm_spec(arch: str) -> ModelSpec:
 register_family("timm/", timm_spec)
 
 
-for _name, _desc in (
-    ("resnet18", "ResNet-18 (ImageNet): the notebook's frozen-feature transfer model."),
-    ("densenet121", "DenseNet-121 (ImageNet): the notebook's other frozen-feature model."),
-    ("resnet50", "ResNet-50 (ImageNet): the strong later single-model baseline when fine-tuned."),
-    ("convnext_tiny", "ConvNeXt-Tiny (ImageNet): a modern backbone."),
+for _name, _desc, _parameters in (
+    ("resnet18", "ResNet-18 (ImageNet): the notebook's frozen-feature transfer model.", 11_195_493),
+    (
+        "densenet121",
+        "DenseNet-121 (ImageNet): the notebook's other frozen-feature model.",
+        6_991_781,
+    ),
+    (
+        "resnet50",
+        "ResNet-50 (ImageNet): the strong later single-model baseline when fine-tuned.",
+        23_583_845,
+    ),
+    ("convnext_tiny", "ConvNeXt-Tiny (ImageNet): a modern backbone.", 27_848_581),
 ):
     register_model(
         _name,
@@ -156,6 +166,7 @@ for _name, _desc in (
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         pretrained=True,
+        parameters=_parameters,
     )(_factory(_name))
 
 register_model(
@@ -169,4 +180,5 @@ register_model(
     std=(0.5, 0.5, 0.5),
     pretrained=True,
     test=True,
+    parameters=376_277,
 )(_factory("test_resnet"))

@@ -1,26 +1,18 @@
-"""Custom networks trained from scratch: the notebook's two, ours, and a tiny one for tests.
+"""Custom networks trained from scratch, registered by name: the notebook's two, ours (the default,
+a fast one and the 0.1 default) and a tiny one for tests.
 
-Each factory returns a feature extractor (images → (B, F)) with ``num_features``; sizes are derived
-from the input, never hard-coded.
+Registration imports no torch (so ``galaxyzoo models`` answers at once); each factory builds its
+network from :mod:`galaxyzoo_cli.models.nets` when called. Sizes are derived from the input.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from galaxyzoo_cli.models.registry import register_model
 
-
-def _flat_size(module: nn.Module, channels: int, image_size: int) -> int:
-    with torch.no_grad():
-        return int(module(torch.zeros(1, channels, image_size, image_size)).flatten(1).shape[1])
-
-
-class _Sequential(nn.Sequential):
-    def __init__(self, *layers: nn.Module, num_features: int) -> None:
-        super().__init__(*layers)
-        self.num_features = num_features
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register_model(
@@ -30,22 +22,12 @@ class _Sequential(nn.Sequential):
     channels=1,
     image_size=64,
     crop=256,
+    parameters=327_667,
 )
 def convnet(channels: int, image_size: int, **_: object) -> nn.Module:
-    convs = nn.Sequential(
-        nn.Conv2d(channels, 10, 4),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(10, 20, 4),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(20, 40, 4),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-    )
-    flat = _flat_size(convs, channels, image_size)  # 1000 for 64-px input, as in the notebook
-    return _Sequential(convs, nn.Linear(flat, 300), nn.ReLU(), num_features=300)
+    from galaxyzoo_cli.models import nets
+
+    return nets.convnet(channels, image_size)
 
 
 @register_model(
@@ -55,58 +37,18 @@ def convnet(channels: int, image_size: int, **_: object) -> nn.Module:
     channels=1,
     image_size=64,
     crop=256,
+    parameters=1_240_237,
 )
 def linnet(channels: int, image_size: int, **_: object) -> nn.Module:
-    return _Sequential(
-        nn.Flatten(),
-        nn.Linear(channels * image_size * image_size, 300),
-        nn.ReLU(),
-        num_features=300,
-    )
+    from galaxyzoo_cli.models import nets
+
+    return nets.linnet(channels, image_size)
 
 
-def _block(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+def _galaxynet(channels: int, width: int) -> nn.Module:
+    from galaxyzoo_cli.models import nets
 
-
-class GalaxyNet(nn.Module):
-    """A compact CNN for centred galaxies: a strided stem, stages of 3×3 conv + batch norm + ReLU
-    separated by max-pooling, then global average and max pooling.
-
-    The strided stem keeps the cost low on CPUs (most of a VGG-style net's time goes to the
-    full-resolution layers); global pooling makes the features independent of where (and, with
-    rotation augmentation, how rotated) a structure appears. Stage ``i`` has ``width * 2**i``
-    channels and ``depth[i]`` conv layers.
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        width: int = 16,
-        depth: tuple[int, ...] = (1, 2, 2, 1),
-        dropout: float = 0.0,
-        stem_stride: int = 2,
-    ) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [
-            nn.Conv2d(channels, width, 3, stride=stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-        ]
-        c = width
-        for i, n in enumerate(depth):
-            if i:
-                layers.append(nn.MaxPool2d(2))
-            for _ in range(n):
-                layers += _block(c, width * 2**i)
-                c = width * 2**i
-        self.stages = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.num_features = 2 * c
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(x)
-        return self.dropout(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
+    return nets.GalaxyNet(channels, width=width)
 
 
 @register_model(
@@ -116,9 +58,10 @@ class GalaxyNet(nn.Module):
     channels=3,
     image_size=64,
     crop=256,
+    parameters=601_861,
 )
 def galaxynet(channels: int, **_: object) -> nn.Module:
-    return GalaxyNet(channels, width=32)
+    return _galaxynet(channels, width=32)
 
 
 @register_model(
@@ -128,9 +71,10 @@ def galaxynet(channels: int, **_: object) -> nn.Module:
     channels=3,
     image_size=64,
     crop=256,
+    parameters=155_797,
 )
 def galaxynet_s(channels: int, **_: object) -> nn.Module:
-    return GalaxyNet(channels, width=16)
+    return _galaxynet(channels, width=16)
 
 
 @register_model(
@@ -140,9 +84,10 @@ def galaxynet_s(channels: int, **_: object) -> nn.Module:
     channels=3,
     image_size=64,
     crop=208,
+    parameters=155_797,
 )
 def galaxynet_v1(channels: int, **_: object) -> nn.Module:
-    return GalaxyNet(channels, width=16)
+    return _galaxynet(channels, width=16)
 
 
 @register_model(
@@ -153,6 +98,7 @@ def galaxynet_v1(channels: int, **_: object) -> nn.Module:
     image_size=24,
     crop=256,
     test=True,
+    parameters=3_595,
 )
 def test_tiny(channels: int, **_: object) -> nn.Module:
-    return GalaxyNet(channels, width=2)
+    return _galaxynet(channels, width=2)

@@ -35,6 +35,8 @@ class ModelSpec:
     description: str
     input: InputSpec
     """The default input: channels, crop, size and normalisation."""
+    parameters: int | None
+    """With the default input and a head: declared, so listing builds nothing (a test checks it)."""
     pretrained: bool = False
     """Pretrained weights exist and are used by default (and features are frozen by default)."""
     test: bool = False
@@ -55,6 +57,7 @@ def register_model(
     crop: int | None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    parameters: int,
     pretrained: bool = False,
     test: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -76,6 +79,7 @@ def register_model(
                 mean=mean or (0.5,) * channels,
                 std=std or (0.5,) * channels,
             ),
+            parameters=parameters,
             pretrained=pretrained,
             test=test,
         )
