@@ -168,10 +168,10 @@ def run_fold(name: str, fold: int, args: argparse.Namespace) -> dict[str, Any]:
     sp_paths, sp_label = _spirals(args.spirals)
     folder = _folds_dir(args.out, name)
     for tta in (1, 8):
-        pred = predict_paths(loaded, val.paths, torch.device("cpu"), tta=tta)
+        pred = predict_paths(loaded, val.paths, torch.device("cpu"), tta=tta).values
         np.save(folder / f"fold{fold}-val-tta{tta}.npy", pred)
         record[f"rmse_tta{tta}"] = kaggle_rmse(pred, val.labels)
-        sp = predict_paths(loaded, sp_paths, torch.device("cpu"), tta=tta)
+        sp = predict_paths(loaded, sp_paths, torch.device("cpu"), tta=tta).values
         np.save(folder / f"fold{fold}-spirals-tta{tta}.npy", sp)
         record[f"spirals_auc_tta{tta}"] = _auc(sp[:, 1], sp_label)
         record[f"spirals_c11_tta{tta}"] = float(sp[:, 0].mean())

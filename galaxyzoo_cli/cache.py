@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from galaxyzoo_cli.cutouts import FitsOptions
 from galaxyzoo_cli.data import Catalogue, Skipped
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
@@ -45,10 +46,14 @@ def _pixels(spec: InputSpec) -> dict[str, int | None]:
     return {"channels": spec.channels, "crop": spec.crop, "image_size": spec.size}
 
 
-def cache_key(paths: Sequence[Path], spec: InputSpec) -> str:
-    """A hash of the preprocessing and of each image's path, size and modification time."""
+def cache_key(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None = None) -> str:
+    """A hash of the preprocessing (and FITS rendering) and of each image's path, size and
+    modification time."""
     h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "prep": _pixels(spec)}, sort_keys=True).encode())
+    about: dict[str, object] = {"v": CACHE_VERSION, "prep": _pixels(spec)}
+    if fits is not None:
+        about["fits"] = fits.as_dict()
+    h.update(json.dumps(about, sort_keys=True).encode())
     for p in paths:
         st = os.stat(p)
         h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -79,19 +84,20 @@ def load_images(
     reporter: Reporter = SILENT,
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    fits: FitsOptions | None = None,
 ) -> Decoded:
     """All images preprocessed, as a uint8 array (N, C, S, S).
 
     With ``use_cache`` the array comes from (or is first written to) the cache folder and is
     memory-mapped; otherwise it is decoded into memory. Unreadable images are listed, not raised.
     """
-    side = _side(paths, spec)
+    side = _side(paths, spec, fits)
     shape = (len(paths), spec.channels, side, side)
     if not use_cache:
         out = np.empty(shape, dtype=np.uint8)
-        return Decoded(out, decode_into(out, paths, spec, workers, reporter))
+        return Decoded(out, decode_into(out, paths, spec, workers, reporter, fits))
     root = cache_dir or cache_root()
-    key = cache_key(paths, spec)
+    key = cache_key(paths, spec, fits)
     final, about = root / f"{key}.npy", root / f"{key}.json"
     if final.is_file():
         try:
@@ -105,7 +111,7 @@ def load_images(
     start = time.perf_counter()
     with atomic_path(final, suffix=".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        unreadable = decode_into(out, paths, spec, workers, reporter)
+        unreadable = decode_into(out, paths, spec, workers, reporter, fits)
         out.flush()
         del out
         # The description goes first, then the array is renamed into place: whoever finds the
@@ -125,13 +131,13 @@ def load_images(
     return Decoded(np.load(final, mmap_mode="r"), unreadable)
 
 
-def _side(paths: Sequence[Path], spec: InputSpec) -> int:
+def _side(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None) -> int:
     """The output side: the spec's, else that of the first readable image."""
     if spec.size is not None:
         return spec.size
     for path in paths:
         try:
-            return spec.output_side(*image_size(path))
+            return spec.output_side(*image_size(path, fits))
         except BadInputError:
             continue
     return 1

@@ -158,27 +158,55 @@ def _parse_values(path: Path, raw: np.ndarray) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def format_rows(ids: np.ndarray, values: np.ndarray) -> list[str]:
-    """CSV lines (no newline) for ``ids`` and their 37 ``values``; NaN becomes an empty cell."""
+def _cell(value: object) -> str:
+    """A CSV cell: quoted only when it must be."""
+    text = str(value)
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\r\n') else text
+
+
+def format_rows(
+    ids: Sequence[object] | np.ndarray,
+    values: np.ndarray,
+    extra: Sequence[Sequence[object]] = (),
+) -> list[str]:
+    """CSV lines (no newline): each id, its 37 ``values`` (NaN: an empty cell) and its cells of
+    the ``extra`` columns."""
     lines = []
-    for gid, row in zip(ids, values, strict=True):
-        cells = ("" if math.isnan(v) else f"{v:.9g}" for v in row.tolist())
-        lines.append(f"{int(gid)}," + ",".join(cells))
+    for k, (gid, row) in enumerate(zip(ids, values, strict=True)):
+        cells = [_cell(int(gid) if isinstance(gid, np.integer) else gid)]
+        cells += ["" if math.isnan(v) else f"{v:.9g}" for v in row.tolist()]
+        cells += [_cell(column[k]) for column in extra]
+        lines.append(",".join(cells))
     return lines
 
 
-def write_labels(path: str | os.PathLike[str], ids: np.ndarray, values: np.ndarray) -> Path:
+def write_labels(
+    path: str | os.PathLike[str],
+    ids: Sequence[object] | np.ndarray,
+    values: np.ndarray,
+    *,
+    id_column: str = ID_COLUMN,
+    extra: dict[str, Sequence[object]] | None = None,
+) -> Path:
     """Write a Kaggle-format CSV atomically (header + one row per galaxy, in the given order):
-    label files and submissions alike. An interrupted write leaves ``path`` as it was."""
+    label files and submissions alike, or with another ``id_column`` and ``extra`` columns after
+    the 37 for other cutouts. An interrupted write leaves ``path`` as it was."""
     values = np.asarray(values)
     if values.ndim != 2 or values.shape[1] != N_OUTPUTS or len(ids) != len(values):
         raise BadInputError(f"need (N, {N_OUTPUTS}) values for N ids, got {values.shape}")
+    extra = extra or {}
+    header = [id_column, *COLUMNS, *extra]
+    columns = list(extra.values())
     path = Path(path)
     with atomic_path(path, suffix=".csv") as tmp:
         with tmp.open("w", encoding="utf-8", newline="") as f:
-            f.write(",".join(CSV_HEADER) + "\n")
+            f.write(",".join(_cell(h) for h in header) + "\n")
             for s in range(0, len(ids), 4096):  # bounded memory for any number of rows
-                rows = format_rows(ids[s : s + 4096], values[s : s + 4096].astype(np.float64))
+                rows = format_rows(
+                    ids[s : s + 4096],
+                    values[s : s + 4096].astype(np.float64),
+                    [column[s : s + 4096] for column in columns],
+                )
                 f.write("".join(line + "\n" for line in rows))
     return path
 
@@ -197,11 +225,14 @@ class Skipped:
     ``--strict`` makes any of them an error instead.
     """
 
-    by_reason: dict[str, list[int]] = field(default_factory=dict)
+    by_reason: dict[str, list[int | str]] = field(default_factory=dict)
+    """GalaxyIDs (or, for other cutouts, their ids) by reason."""
 
-    def add(self, reason: str, ids: Sequence[int] | np.ndarray) -> None:
+    def add(self, reason: str, ids: Sequence[int | str] | np.ndarray) -> None:
         if len(ids):
-            self.by_reason.setdefault(reason, []).extend(int(i) for i in ids)
+            self.by_reason.setdefault(reason, []).extend(
+                i if isinstance(i, str) else int(i) for i in ids
+            )
 
     def __bool__(self) -> bool:
         return any(self.by_reason.values())
@@ -218,7 +249,7 @@ class Skipped:
                          f"({shown})")  # fmt: skip
         return f"{self.count} galaxies skipped: " + "; ".join(parts)
 
-    def as_dict(self) -> dict[str, list[int]]:
+    def as_dict(self) -> dict[str, list[int | str]]:
         return {reason: list(ids) for reason, ids in self.by_reason.items()}
 
     def enforce(self, strict: bool, where: object, reporter: Reporter) -> None:

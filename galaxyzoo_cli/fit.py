@@ -31,6 +31,7 @@ from galaxyzoo_cli.models.network import GalaxyModel, create_model
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
 from galaxyzoo_cli.settings import Loss, Optimizer, Schedule, TrainConfig
+from galaxyzoo_cli.tracking import TensorBoard, check_available
 
 Images = np.ndarray | torch.Tensor
 """uint8 images (N, C, S, S) in memory, memory-mapped, or on the GPU; or float features (N, F)."""
@@ -75,6 +76,7 @@ def prepare(
     reporter to use from here on (silent on every rank but the main one).
     """
     config.check()
+    check_available(config.log)
     runtime = setup_runtime(config.device, reporter)
     reporter = reporter if runtime.is_main else SILENT
     seed_everything(config.seed)
@@ -213,7 +215,12 @@ class Fit:
                 avg.copy_(new)
 
     def run(
-        self, epochs: int, run_dir: Path | None, reporter: Reporter, early_stopping: bool = True
+        self,
+        epochs: int,
+        run_dir: Path | None,
+        reporter: Reporter,
+        early_stopping: bool = True,
+        tracker: TensorBoard | None = None,
     ) -> bool:
         """Train from the epoch after ``progress.epoch`` up to ``epochs``; True if it stopped
         early. Writes metrics.csv, weights/best.pt (on improvement) and weights/last.pt (every
@@ -291,6 +298,8 @@ class Fit:
                 # Checkpoints: best on improvement, last every epoch (what --resume continues).
                 if run_dir is not None and rt.is_main:
                     self.save(run_dir, improved)
+                if tracker is not None:
+                    tracker.epoch(p.metrics[-1])
                 if early_stopping and c.patience and p.bad_epochs >= c.patience:
                     reporter.log(
                         f"Early stop: no improvement for {c.patience} "

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.progress import Reporter
 
@@ -137,10 +138,12 @@ def parse_transform(spec: str) -> InputSpec:
     return InputSpec(channels=channels, crop=crop, size=size)
 
 
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header (no decoding)."""
+def image_size(path: str | os.PathLike[str], fits: FitsOptions | None = None) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header (FITS: from its data)."""
     from PIL import Image, UnidentifiedImageError
 
+    if is_fits(path):
+        return fits_image(path, fits or FitsOptions()).size
     try:
         with Image.open(path) as im:
             return im.size
@@ -155,9 +158,13 @@ def _unreadable(path: str | os.PathLike[str], e: Exception) -> BadInputError:
 
 
 def load_image(
-    path: str | os.PathLike[str], spec: InputSpec, side: int | None = None
+    path: str | os.PathLike[str],
+    spec: InputSpec,
+    side: int | None = None,
+    fits: FitsOptions | None = None,
 ) -> np.ndarray:
-    """Decode one image into a uint8 array of shape (channels, side, side).
+    """Decode one image (JPEG, PNG, or FITS rendered by ``fits``) into a uint8 array of shape
+    (channels, side, side).
 
     ``side`` defaults to ``spec.output_side`` of this image; give it to force one side for images
     of mixed sizes. JPEGs are decoded at a reduced scale (PIL ``draft``) when the output needs no
@@ -167,7 +174,7 @@ def load_image(
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with fits_image(path, fits or FitsOptions()) if is_fits(path) else Image.open(path) as im:
             width, height = im.size
             crop = spec.crop_side(width, height)
             out = side or spec.output_side(width, height)
@@ -201,6 +208,7 @@ def decode_into(
     spec: InputSpec,
     workers: int | None,
     reporter: Reporter,
+    fits: FitsOptions | None = None,
 ) -> dict[int, str]:
     """Decode ``paths`` into ``out`` (N, C, S, S) in chunks, with threads (PIL releases the GIL to
     decode). Returns the unreadable ones (position: reason); their rows are zeros."""
@@ -211,7 +219,7 @@ def decode_into(
         stop = min(start + _CHUNK, len(paths))
         for i in range(start, stop):
             try:
-                out[i] = load_image(paths[i], spec, side)  # one side, even for mixed sizes
+                out[i] = load_image(paths[i], spec, side, fits)  # one side, even for mixed sizes
             except BadInputError as e:
                 out[i] = 0
                 unreadable[i] = str(e)

@@ -15,13 +15,21 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.cache import load_images
+from galaxyzoo_cli.cutouts import (
+    Cutouts,
+    FitsOptions,
+    derived_flags,
+    find_cutouts,
+    is_fits,
+    read_catalogue,
+)
 from galaxyzoo_cli.data import (
     TEST_IMAGES,
     Catalogue,
@@ -32,13 +40,13 @@ from galaxyzoo_cli.data import (
 )
 from galaxyzoo_cli.device import autocast, choose_device, to_float
 from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import write_json_atomic
+from galaxyzoo_cli.files import atomic_path, write_json_atomic
 from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.metrics import column_means, score
 from galaxyzoo_cli.models.network import GalaxyModel
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
-from galaxyzoo_cli.schema import N_OUTPUTS, QUESTIONS
+from galaxyzoo_cli.schema import ID_COLUMN, N_OUTPUTS, QUESTIONS
 from galaxyzoo_cli.settings import EvalSplit, choice
 from galaxyzoo_cli.transforms import tta_views
 
@@ -74,19 +82,34 @@ def _image_chunks(
     workers: int | None,
     reporter: Reporter,
     unreadable: dict[int, str],
+    fits: FitsOptions | None = None,
 ) -> Iterator[np.ndarray]:
     """uint8 chunks (n, C, S, S) of the images, in order, bounded in size; the images that
     cannot be read are added to ``unreadable`` (position: reason)."""
     if use_cache:
-        decoded = load_images(paths, spec, workers=workers, reporter=reporter)
+        decoded = load_images(paths, spec, workers=workers, reporter=reporter, fits=fits)
         unreadable.update(decoded.unreadable)
         for s in range(0, len(paths), _CHUNK):
             yield np.array(decoded.pixels[s : s + _CHUNK])  # a writable copy, bounded in size
     else:
         for s in range(0, len(paths), _CHUNK):
-            part = load_images(paths[s : s + _CHUNK], spec, workers=workers, use_cache=False)
+            part = load_images(
+                paths[s : s + _CHUNK], spec, workers=workers, use_cache=False, fits=fits
+            )
             unreadable.update({s + i: why for i, why in part.unreadable.items()})
             yield part.pixels
+
+
+@dataclass
+class Predictions:
+    """A run's (or an ensemble's) outputs for N images, in order."""
+
+    values: np.ndarray
+    """(N, 37) in [0, 1]; the rows of unreadable images are NaN."""
+    unreadable: dict[int, str]
+    """Positions of the images that could not be read, with the reason."""
+    embeddings: np.ndarray | None = None
+    """(N, F) feature vectors, if asked (averaged over the TTA views)."""
 
 
 @torch.no_grad()
@@ -99,23 +122,33 @@ def predict_images(
     tta: int = 1,
     batch_size: int = 256,
     amp: bool = True,
+    embeddings: bool = False,
     reporter: Reporter = SILENT,
-) -> np.ndarray:
-    """Predictions (N, 37) float32 in [0, 1] for uint8 image chunks, averaging ``tta`` views."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions (N, 37) float32 in [0, 1] for uint8 image chunks, averaging ``tta`` views;
+    with ``embeddings``, also the model's feature vectors (N, F), averaged over the views."""
     if tta < 1:
         raise BadInputError(f"--tta {tta}: give 1 (no test-time augmentation) or more views.")
     model.eval()
     out = np.empty((n_images, N_OUTPUTS), dtype=np.float32)
+    feats: np.ndarray | None = None
     pos = 0
     with reporter.task("Predicting", n_images) as task, autocast(device, amp):
         for chunk in images:
             for s in range(0, len(chunk), batch_size):
                 x = to_float(chunk[s : s + batch_size], device)
-                pred = torch.stack([model(v).float() for v in tta_views(x, tta)]).mean(dim=0)
+                views = tta_views(x, tta)
+                if embeddings:
+                    embed = cast(GalaxyModel, model).embed
+                    f = torch.stack([embed(v).float() for v in views]).mean(dim=0)
+                    if feats is None:
+                        feats = np.empty((n_images, f.shape[1]), dtype=np.float32)
+                    feats[pos : pos + len(x)] = f.cpu().numpy()
+                pred = torch.stack([model(v).float() for v in views]).mean(dim=0)
                 out[pos : pos + len(x)] = pred.clamp_(0.0, 1.0).cpu().numpy()
                 pos += len(x)
                 task.advance(len(x))
-    return out
+    return out, feats
 
 
 def predict_paths(
@@ -127,17 +160,19 @@ def predict_paths(
     batch_size: int = 256,
     use_cache: bool = True,
     workers: int | None = None,
+    embeddings: bool = False,
+    fits: FitsOptions | None = None,
     reporter: Reporter = SILENT,
-) -> tuple[np.ndarray, dict[int, str]]:
-    """A run's predictions (N, 37) for image files, with its own input spec, and the images
-    that could not be read (position: reason): their rows are NaN."""
+) -> Predictions:
+    """A run's predictions for image files, with its own input spec."""
     unreadable: dict[int, str] = {}
-    chunks = _image_chunks(paths, loaded.input, use_cache, workers, reporter, unreadable)
-    pred = predict_images(
-        loaded.model, chunks, len(paths), device, tta=tta, batch_size=batch_size, reporter=reporter
-    )
-    pred[list(unreadable)] = np.nan
-    return pred, unreadable
+    chunks = _image_chunks(paths, loaded.input, use_cache, workers, reporter, unreadable, fits)
+    values, feats = predict_images(
+        loaded.model, chunks, len(paths), device, tta=tta, batch_size=batch_size,
+        embeddings=embeddings, reporter=reporter,
+    )  # fmt: skip
+    values[list(unreadable)] = np.nan
+    return Predictions(values, unreadable, feats)
 
 
 def split_predictions(
@@ -158,12 +193,12 @@ def split_predictions(
     subset = cat.select(split, ckpt.val_ids, ckpt.settings.limit)
     if sample is not None and len(subset) > sample:
         subset = subset.subset(np.sort(np.random.default_rng(0).choice(len(subset), sample, False)))
-    pred, unreadable = predict_paths(
+    pred = predict_paths(
         loaded, subset.paths, device, tta=tta, use_cache=use_cache, workers=workers,
         reporter=reporter,
     )  # fmt: skip
-    keep = np.setdiff1d(np.arange(len(subset)), list(unreadable))
-    return subset.subset(keep), pred[keep]
+    keep = np.setdiff1d(np.arange(len(subset)), list(pred.unreadable))
+    return subset.subset(keep), pred.values[keep]
 
 
 def _runs_provenance(loaded: Sequence[LoadedRun]) -> list[dict[str, str]]:
@@ -289,11 +324,10 @@ def evaluate(
     subset = cat.select(split, first.val_ids, first.settings.limit)
     pred = np.zeros((len(subset), N_OUTPUTS), dtype=np.float64)
     for run in loaded:
-        values, _ = predict_paths(
+        pred += predict_paths(
             run, subset.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
             reporter=reporter,
-        )  # fmt: skip
-        pred += values
+        ).values  # fmt: skip
     pred /= len(loaded)
     readable = ~np.isnan(pred[:, 0])
     skipped.add("unreadable image", subset.ids[~readable])
@@ -342,6 +376,7 @@ class PredictResult:
     images_per_second: float
     skipped: Skipped
     provenance: dict[str, Any]
+    embeddings: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -350,6 +385,7 @@ class PredictResult:
             "n_images": self.n_images,
             "tta": self.tta,
             "skipped": self.skipped.as_dict(),
+            "embeddings": None if self.embeddings is None else str(self.embeddings),
             "seconds": self.seconds,
             "images_per_second": self.images_per_second,
             "provenance": self.provenance,
@@ -361,16 +397,36 @@ class PredictResult:
             f"Wrote {self.out}: {self.n_images} galaxies × 37 answers ({what}, tta {self.tta}) "
             f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"
         ]
+        if self.embeddings is not None:
+            lines.append(f"Wrote {self.embeddings}: one feature vector per row of the CSV.")
         if self.skipped:
             lines.append(self.skipped.describe() + "; they are not in the file.")
         return "\n".join(lines)
 
 
+def _inputs(
+    loaded: LoadedRun, data_dir: Path | None, images: Path | None, catalogue: Path | None
+) -> tuple[Cutouts, str]:
+    """The images to predict and where they come from (for the provenance)."""
+    if images is not None and catalogue is not None:
+        raise BadInputError("--images and --catalogue: give one of them.")
+    if catalogue is not None:
+        return read_catalogue(catalogue), str(catalogue.resolve())
+    if images is not None:
+        return find_cutouts(images), str(images.resolve())
+    folder = _run_data_dir(loaded.checkpoint, data_dir) / TEST_IMAGES
+    ids, paths = list_images(folder)
+    if not len(ids):
+        raise BadInputError(f"{folder}: no images (<GalaxyID>.jpg) to predict.")
+    return Cutouts([str(i) for i in ids], paths, kaggle=True), str(folder.resolve())
+
+
 def predict(
-    runs: Sequence[str | os.PathLike[str]],
+    runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     data_dir: Path | None = None,
     images: Path | None = None,
+    catalogue: Path | None = None,
     out: Path | None = None,
     tta: int = 1,
     device: str = "auto",
@@ -378,51 +434,79 @@ def predict(
     use_cache: bool = True,
     workers: int | None = None,
     strict: bool = False,
+    derived: bool = False,
+    embeddings: Path | None = None,
+    fits: FitsOptions | None = None,
     reporter: Reporter = SILENT,
 ) -> PredictResult:
-    """Write a Kaggle submission: GalaxyID + 37 columns, one row per image, sorted by GalaxyID.
+    """Predict the 37 answers for a folder of images and write them as a CSV.
 
-    Images come from ``images``, else ``images_test_rev1`` of ``data_dir``, else of the folder
-    the first run was trained on. Several runs are averaged (an ensemble), each with its own input
-    spec. The CSV goes to ``out`` or, by default, the first run's submission.csv (a new name when
-    that holds a submission of other inputs), with its provenance beside it; it is written to a
-    temporary file and renamed, so an interrupted run never leaves a half-written file. Images
+    Images: ``images`` (any folder of JPEG, PNG or FITS cutouts, searched recursively, any size),
+    else the files of a ``catalogue`` CSV (``id,path`` and columns to pass through), else
+    ``images_test_rev1`` of ``data_dir`` or of the folder the first run was trained on. When
+    every file is named ``<GalaxyID>``, the CSV is a Kaggle submission (``GalaxyID`` + 37 columns,
+    sorted by GalaxyID); otherwise its first column is ``id`` (the file stem). ``derived`` adds
+    0/1 columns (smooth, featured, edge_on, barred, spiral; :func:`derived_flags`);
+    ``embeddings`` writes the feature vectors, one row per CSV row, as ``.npy``.
+
+    Several runs are averaged (an ensemble), each with its own input spec (their embeddings are
+    concatenated). The CSV goes to ``out`` or, by default, the first run's ``submission.csv``
+    (``predictions.csv`` for other cutouts), a new name when that holds a result of other
+    inputs, with its provenance beside it; it is written to a temporary file and renamed. Images
     that cannot be read are skipped and named (``strict``: an error).
     """
     start = time.perf_counter()
     dev = choose_device(device, reporter)
     loaded_runs = [load_run(r, dev) for r in _as_list(runs)]  # fail fast on a bad RUN
-    folder = images or _run_data_dir(loaded_runs[0].checkpoint, data_dir) / TEST_IMAGES
-    ids, paths = list_images(folder)
-    if not len(ids):
-        raise BadInputError(f"{folder}: no images (<GalaxyID>.jpg) to predict.")
-    total = np.zeros((len(ids), N_OUTPUTS), dtype=np.float64)
+    cutouts, source = _inputs(loaded_runs[0], data_dir, images, catalogue)
+    fits = fits if any(is_fits(p) for p in cutouts.paths) else None
+    total = np.zeros((len(cutouts.ids), N_OUTPUTS), dtype=np.float64)
+    features = []
     for loaded in loaded_runs:
-        values, _ = predict_paths(
-            loaded, paths, dev, tta=tta, batch_size=batch_size, use_cache=use_cache,
-            workers=workers, reporter=reporter,
+        pred = predict_paths(
+            loaded, cutouts.paths, dev, tta=tta, batch_size=batch_size, use_cache=use_cache,
+            workers=workers, embeddings=embeddings is not None, fits=fits, reporter=reporter,
         )  # fmt: skip
-        total += values
+        total += pred.values
+        if pred.embeddings is not None:
+            features.append(pred.embeddings)
     readable = ~np.isnan(total[:, 0])
+    keep = np.flatnonzero(readable)
+    all_ids: list[int | str] = [int(i) if cutouts.kaggle else i for i in cutouts.ids]
     skipped = Skipped()
-    skipped.add("unreadable image", ids[~readable])
-    skipped.enforce(strict, folder, reporter)
+    skipped.add("unreadable image", [all_ids[i] for i in np.flatnonzero(~readable)])
+    skipped.enforce(strict, images or catalogue or source, reporter)
+    mean = np.clip(total[keep] / len(loaded_runs), 0.0, 1.0)
+    extra: dict[str, Sequence[object]] = {
+        c: [v[i] for i in keep] for c, v in cutouts.columns.items()
+    }
+    if derived:
+        extra.update({k: list(v) for k, v in derived_flags(mean).items()})
+    ids = [all_ids[i] for i in keep]
     prov = provenance.record(
-        "predict", _runs_provenance(loaded_runs), tta=tta, images=str(folder.resolve()),
-        n_images=int(readable.sum()),
+        "predict", _runs_provenance(loaded_runs), tta=tta, images=source, n_images=len(keep),
+        derived=derived, fits=None if fits is None else fits.as_dict(),
     )  # fmt: skip
-    target = provenance.output_path(loaded_runs[0].run_dir / "submission.csv", out, prov, reporter)
-    mean = np.clip(total[readable] / len(loaded_runs), 0.0, 1.0)
-    write_labels(target, ids[readable], mean)
+    plain = cutouts.kaggle and not extra
+    default = loaded_runs[0].run_dir / ("submission.csv" if plain else "predictions.csv")
+    target = provenance.output_path(default, out, prov, reporter)
+    write_labels(target, ids, mean, id_column=ID_COLUMN if cutouts.kaggle else "id", extra=extra)
     provenance.write_sidecar(target, prov)
+    vectors = None
+    if embeddings is not None:
+        vectors = embeddings
+        with atomic_path(vectors, suffix=".npy") as tmp, tmp.open("wb") as f:
+            np.save(f, np.concatenate(features, axis=1)[keep])  # a file object: no suffix added
+        provenance.write_sidecar(vectors, {**prov, "rows_of": str(target)})
     seconds = time.perf_counter() - start
     return PredictResult(
         out=target,
         runs=[str(r.run_dir) for r in loaded_runs],
-        n_images=int(readable.sum()),
+        n_images=len(keep),
         tta=tta,
         seconds=seconds,
-        images_per_second=len(ids) / max(seconds, 1e-9),
+        images_per_second=len(cutouts.ids) / max(seconds, 1e-9),
         skipped=skipped,
         provenance=prov,
+        embeddings=vectors,
     )

@@ -1,8 +1,7 @@
-"""Every figure of the tool. matplotlib is imported lazily, with the headless Agg backend."""
+"""``galaxyzoo plot``: the figures of one or several runs, written as PNGs with their provenance."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,57 +13,26 @@ import numpy as np
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.data import Catalogue, load_catalogue
 from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import atomic_path
-from galaxyzoo_cli.images import InputSpec, load_image
-from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse, question_scores
+from galaxyzoo_cli.figures import (
+    Predicted,
+    RunData,
+    accuracy_figure,
+    compare_figure,
+    gallery_figure,
+    loss_figure,
+    save_figure,
+    scatter_figure,
+)
+from galaxyzoo_cli.metrics import question_scores
 from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.schema import QUESTIONS, Question, question
 from galaxyzoo_cli.settings import EvalSplit
 
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
 
-
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(
-    fig: Figure, out: str | os.PathLike[str], prov: dict[str, Any] | None = None, dpi: int = 110
-) -> Path:
-    """Write a figure as PNG atomically (its provenance in the PNG's text) and close it."""
-    out = Path(out)
-    metadata = {provenance.PNG_KEY: json.dumps(prov)} if prov is not None else None
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
-    pyplot().close(fig)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# plot: the figures of one or several runs
-# ---------------------------------------------------------------------------------------------
 _TRAIN_SAMPLE = 2000
 """At most this many training galaxies are predicted for the training accuracy (seeded sample)."""
-_GALLERY = 8
-_STYLE: dict[str, Any] = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
-    "figure.titlesize": 13,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-_TRAIN_COLOR, _VAL_COLOR = "#4C72B0", "#DD8452"
 
 
 @dataclass(frozen=True)
@@ -84,30 +52,6 @@ class PlotResult:
 
     def summary(self) -> str:
         return "\n".join(str(p) for p in self.paths)
-
-
-@dataclass(frozen=True)
-class _Predicted:
-    """A run's predictions on the labelled galaxies of one split, and their per-question scores."""
-
-    cat: Catalogue
-    pred: np.ndarray
-    scores: list[QuestionScore]
-
-
-@dataclass(frozen=True)
-class _RunData:
-    """Everything the figures of one run are drawn from."""
-
-    name: str
-    run_dir: Path
-    loss_name: str
-    metrics: list[dict[str, float]]
-    val: _Predicted | None
-    """None when the run's validation galaxies could not be read (``val_problem`` says why)."""
-    train: _Predicted | None
-    provenance: dict[str, Any]
-    val_problem: str = ""
 
 
 def plot_runs(
@@ -152,7 +96,7 @@ def plot_runs(
     names = _unique_names([ref.run_dir for ref in refs])
     paths: list[Path] = []
     skipped: list[str] = []
-    collected: list[_RunData] = []
+    collected: list[RunData] = []
     folders = [out_dir or ref.run_dir for ref in refs]
     resolved = [f.resolve() for f in folders]
 
@@ -161,23 +105,23 @@ def plot_runs(
         paths.append(save_figure(draw(arg), target, {**prov, "figure": path.stem}))
 
     for ref, name, folder in zip(refs, names, folders, strict=True):
-        run = _collect(
+        run = collect_run(
             ref.checkpoint, name, dev, data_dir, catalogues, use_cache, workers, reporter
         )
         folder.mkdir(parents=True, exist_ok=True)
         # Runs that share a folder (--out, or a run given twice) get their name as a prefix.
         prefix = f"{name}-" if resolved.count(folder.resolve()) > 1 else ""
         if run.metrics:
-            save(_loss_figure, run, folder / f"{prefix}loss.png", run.provenance)
+            save(loss_figure, run, folder / f"{prefix}loss.png", run.provenance)
         else:
             skipped.append(f"{name}: loss.png (metrics.csv has no rows)")
         if run.val is None:
             skipped.append(f"{name}: accuracy.png, scatter.png, gallery.png ({run.val_problem})")
         else:
             for figure, draw in (
-                ("accuracy", _accuracy_figure),
-                ("scatter", _scatter_figure),
-                ("gallery", _gallery_figure),
+                ("accuracy", accuracy_figure),
+                ("scatter", scatter_figure),
+                ("gallery", gallery_figure),
             ):
                 save(draw, run, folder / f"{prefix}{figure}.png", run.provenance)
         collected.append(run)
@@ -189,7 +133,7 @@ def plot_runs(
             "plot", [e for r in collected for e in r.provenance["runs"]],
             data_dirs=[r.provenance["data_dir"] for r in collected],
         )  # fmt: skip
-        save(_compare_figure, collected, where / f"compare-{'-'.join(shown)}.png", runs_prov)
+        save(compare_figure, collected, where / f"compare-{'-'.join(shown)}.png", runs_prov)
     for note in skipped:
         reporter.log(f"Skipped {note}.")
     return PlotResult(paths=paths, runs=[r.run_dir for r in collected], skipped=skipped)
@@ -208,7 +152,7 @@ def _unique_names(run_dirs: Sequence[Path]) -> list[str]:
     return names
 
 
-def _collect(
+def collect_run(
     checkpoint: Path,
     name: str,
     dev: torch.device,
@@ -217,7 +161,7 @@ def _collect(
     use_cache: bool,
     workers: int | None,
     reporter: Reporter,
-) -> _RunData:
+) -> RunData:
     """Load a run, read its metrics and have its validation and (sampled) training galaxies
     predicted."""
     from galaxyzoo_cli.inference import load_run
@@ -248,9 +192,9 @@ def _collect(
             raise BadInputError(
                 f"{loaded.run_dir}: nothing to plot: metrics.csv has no rows and {e}"
             ) from None
-        return _RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, str(e))
+        return RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, str(e))
 
-    def predicted(split: EvalSplit, sample: int | None = None) -> _Predicted | None:
+    def predicted(split: EvalSplit, sample: int | None = None) -> Predicted | None:
         from galaxyzoo_cli.inference import split_predictions
 
         try:
@@ -260,9 +204,16 @@ def _collect(
             )  # fmt: skip
         except BadInputError:
             return None  # every galaxy of this folder was validation: show validation only
-        return _Predicted(subset, pred, question_scores(pred, subset.labels))
+        return Predicted(subset, pred, question_scores(pred, subset.labels))
 
-    return _RunData(
+    from galaxyzoo_cli.metrics import column_means
+
+    try:
+        train = cat.select(EvalSplit.TRAIN, ckpt.val_ids, ckpt.settings.limit)
+        means: np.ndarray | None = column_means(train.labels)
+    except BadInputError:
+        means = None  # every galaxy of this folder was validation
+    return RunData(
         name,
         loaded.run_dir,
         loss_name,
@@ -270,254 +221,6 @@ def _collect(
         predicted(EvalSplit.VAL),
         predicted(EvalSplit.TRAIN, _TRAIN_SAMPLE),
         prov,
+        input=ckpt.model.input,
+        training_means=means,
     )
-
-
-def _question_label(q: Question) -> str:
-    """A short axis label: ``Q1 smooth…``, ``Q2 disk edge-on``…"""
-    head, comma, _ = q.text.rstrip("?").partition(",")
-    return f"Q{q.number} {head}{'…' if comma else ''}"
-
-
-def _column(metrics: list[dict[str, float]], key: str) -> np.ndarray:
-    return np.array([row.get(key, np.nan) for row in metrics], dtype=np.float64)
-
-
-def _best_index(metrics: list[dict[str, float]]) -> int | None:
-    """Row of the best epoch: lowest validation loss (as training keeps it), else lowest RMSE."""
-    for key in ("val_loss", "val_rmse"):
-        values = _column(metrics, key)
-        if np.isfinite(values).any():
-            return int(np.nanargmin(values))
-    return None
-
-
-def _loss_figure(run: _RunData) -> Figure:
-    """Training and validation loss (left) and validation RMSE (right) per epoch."""
-    from matplotlib.ticker import MaxNLocator
-
-    plt = pyplot()
-    epoch = _column(run.metrics, "epoch")
-    marker = "o" if len(epoch) <= 40 else None
-    best = _best_index(run.metrics)
-    with plt.rc_context(_STYLE):
-        fig, (ax_loss, ax_rmse) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-        for key, label, color in (
-            ("train_loss", "training", _TRAIN_COLOR),
-            ("val_loss", "validation", _VAL_COLOR),
-        ):
-            ax_loss.plot(epoch, _column(run.metrics, key), marker=marker, label=label, color=color)
-        rmse = _column(run.metrics, "val_rmse")
-        ax_rmse.plot(epoch, rmse, marker=marker, color=_VAL_COLOR, label="validation RMSE")
-        if best is not None:
-            for ax in (ax_loss, ax_rmse):
-                ax.axvline(
-                    epoch[best], color="0.4", ls="--", lw=1, label=f"best epoch {epoch[best]:g}"
-                )
-            if np.isfinite(rmse[best]):
-                ax_rmse.annotate(
-                    f"{rmse[best]:.4f}",
-                    (epoch[best], rmse[best]),
-                    xytext=(6, 8),
-                    textcoords="offset points",
-                    fontsize=9,
-                )
-        ylabel = f"loss ({run.loss_name})" if run.loss_name else "loss"
-        ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel=ylabel)
-        ax_rmse.set(title="Validation RMSE (the Kaggle metric)", xlabel="epoch", ylabel="RMSE")
-        for ax in (ax_loss, ax_rmse):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.legend()
-        fig.suptitle(f"{run.name}: training curves")
-    return fig
-
-
-def _accuracy_figure(run: _RunData) -> Figure:
-    """Grouped bars: per-question top-answer accuracy on training and validation galaxies."""
-    assert run.val is not None
-    plt = pyplot()
-    series = [("validation", run.val, _VAL_COLOR)]
-    if run.train is not None:
-        series.insert(0, ("training", run.train, _TRAIN_COLOR))
-    x = np.arange(len(QUESTIONS))
-    width = 0.8 / len(series)
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(12, 4.8), layout="constrained")
-        for i, (label, part, color) in enumerate(series):
-            acc = np.array([s.accuracy for s in part.scores])
-            pos = x + (i - (len(series) - 1) / 2) * width
-            shown = np.isfinite(acc)  # NaN: no labelled galaxy reached the question
-            bars = ax.bar(
-                pos[shown],
-                acc[shown],
-                width,
-                color=color,
-                label=f"{label} ({len(part.cat)} galaxies)",
-            )
-            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-            for p in pos[~shown]:
-                ax.text(
-                    p,
-                    0.02,
-                    "no labels",
-                    rotation=90,
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    color="0.45",
-                )
-        ax.set_xticks(x, [_question_label(q) for q in QUESTIONS], rotation=30, ha="right")
-        ax.set_ylim(0, 1.22)  # headroom for the legend above the bars
-        ax.set_yticks(np.linspace(0, 1, 6))
-        ax.set_ylabel("top-answer accuracy")
-        ax.grid(axis="x", visible=False)
-        ax.legend(loc="upper right", ncol=len(series), framealpha=0.9)
-        ax.set_title(f"{run.name}: per-question accuracy (predicted top answer = volunteers')")
-    return fig
-
-
-def _scatter_figure(run: _RunData) -> Figure:
-    """Predicted vs true vote fraction on the validation split: one panel per question + all."""
-    assert run.val is not None
-    plt = pyplot()
-    target, pred = run.val.cat.labels, run.val.pred
-    size = float(np.clip(3000 / max(len(target), 1), 2, 14))
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(3, 4, figsize=(14, 10.5), layout="constrained", squeeze=False)
-        flat = axes.ravel()
-        for ax, q, s in zip(flat, QUESTIONS, run.val.scores, strict=False):
-            for j, answer in enumerate(q.answers):
-                t, p = target[:, q.start + j], pred[:, q.start + j]
-                ok = ~np.isnan(t)
-                ax.scatter(t[ok], p[ok], s=size, alpha=0.5, label=answer, rasterized=True)
-            rmse = "no labels" if np.isnan(s.rmse) else f"RMSE {s.rmse:.3f}"
-            ax.set_title(f"{_question_label(q)}\n{rmse}", fontsize=10)
-            ax.legend(fontsize=6, loc="upper left", markerscale=1.5, ncol=1 + len(q.answers) // 5)
-        labelled = ~np.isnan(target)
-        last = flat[len(QUESTIONS)]
-        last.scatter(
-            target[labelled], pred[labelled], s=size, alpha=0.3, color="0.3", rasterized=True
-        )
-        last.set_title(f"All 37 answers\nRMSE {kaggle_rmse(pred, target):.3f}", fontsize=10)
-        for ax in flat:
-            ax.plot([0, 1], [0, 1], color="crimson", lw=1, ls="--")
-            ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
-        for ax in axes[-1]:
-            ax.set_xlabel("true vote fraction")
-        for ax in axes[:, 0]:
-            ax.set_ylabel("predicted")
-        fig.suptitle(f"{run.name}: predicted vs true on {len(target)} validation galaxies")
-    return fig
-
-
-def _top_path(values: np.ndarray) -> list[int]:
-    """Question numbers on the volunteers' top-answer path down the tree from Q1, shallow first.
-
-    Stops where a question's answers are missing (NaN); the last one is the deepest reached.
-    """
-    path: list[int] = []
-    frontier = [1]
-    while frontier:
-        q = question(frontier.pop(0))
-        v = values[q.slice]
-        if np.isnan(v).any():
-            continue
-        path.append(q.number)
-        top = (q.number, int(np.argmax(v)) + 1)
-        frontier.extend(c.number for c in QUESTIONS if c.parent == top)
-    return path
-
-
-def _caption(truth: np.ndarray, pred: np.ndarray, number: int) -> str:
-    q = question(number)
-    t, p = truth[q.slice], pred[q.slice]
-    ti, pi = int(np.argmax(t)), int(np.argmax(p))
-    return (
-        f"Q{number} true: {q.answers[ti]} ({t[ti]:.2f})\n"
-        f"Q{number} pred: {q.answers[pi]} ({p[pi]:.2f})"
-    )
-
-
-def _gallery_figure(run: _RunData) -> Figure:
-    """Validation galaxies in full colour, captioned with true and predicted top answers."""
-    assert run.val is not None
-    plt = pyplot()
-    cat, pred = run.val.cat, run.val.pred
-    n = min(_GALLERY, len(cat))
-    pick = np.sort(np.random.default_rng(0).choice(len(cat), size=n, replace=False))
-    rows = -(-n // 4)  # at most 4 a row, rows evenly filled
-    cols = -(-n // rows)
-    rgb = InputSpec(channels=3)
-    q1 = QUESTIONS[0].slice
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(
-            rows, cols, figsize=(3.2 * cols, 3.9 * rows), layout="constrained", squeeze=False
-        )
-        for ax in axes.ravel():
-            ax.axis("off")
-        for ax, i in zip(axes.ravel(), pick, strict=False):
-            truth, guess = cat.labels[i], pred[i]
-            ax.imshow(load_image(cat.paths[int(i)], rgb).transpose(1, 2, 0))
-            path = _top_path(truth)
-            lines = [f"GalaxyID {cat.ids[i]}"]
-            lines += [_caption(truth, guess, number) for number in path[:1] + path[1:][-1:]]
-            agree = bool(path) and int(np.argmax(truth[q1])) == int(np.argmax(guess[q1]))
-            ax.set_title(
-                "\n".join(lines) if path else f"{lines[0]}\nQ1 unlabelled",
-                fontsize=8,
-                color="darkgreen" if agree else "firebrick",
-            )
-        fig.suptitle(
-            f"{run.name}: validation galaxies, true vs predicted top answer\n"
-            "(Q1 and the deepest question reached; green: Q1 agrees)",
-            fontsize=10,
-        )
-    return fig
-
-
-def _compare_figure(runs: Sequence[_RunData]) -> Figure:
-    """Validation RMSE per epoch of every run, and their per-question validation RMSE."""
-    from matplotlib.ticker import MaxNLocator
-
-    plt = pyplot()
-    with plt.rc_context(_STYLE):
-        fig, (ax_curve, ax_bars) = plt.subplots(
-            1, 2, figsize=(15, 5), layout="constrained", width_ratios=(2, 3)
-        )
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        scored = [r for r in runs if r.val is not None]
-        width = 0.8 / max(len(scored), 1)
-        x = np.arange(len(QUESTIONS))
-        for i, run in enumerate(runs):
-            color = colors[i % len(colors)]
-            if run.metrics:
-                rmse = _column(run.metrics, "val_rmse")
-                best = f" (best {np.nanmin(rmse):.4f})" if np.isfinite(rmse).any() else ""
-                ax_curve.plot(
-                    _column(run.metrics, "epoch"),
-                    rmse,
-                    marker="o",
-                    ms=3,
-                    color=color,
-                    label=f"{run.name}{best}",
-                )
-            if run.val is not None:
-                k = scored.index(run)
-                per_q = np.array([s.rmse for s in run.val.scores])
-                ax_bars.bar(
-                    x + (k - (len(scored) - 1) / 2) * width,
-                    per_q,
-                    width,
-                    color=color,
-                    label=f"{run.name} ({kaggle_rmse(run.val.pred, run.val.cat.labels):.4f})",
-                )
-        ax_curve.set(title="Validation RMSE per epoch", xlabel="epoch", ylabel="RMSE")
-        ax_curve.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax_bars.set_xticks(x, [_question_label(q) for q in QUESTIONS], rotation=30, ha="right")
-        ax_bars.set(title="Validation RMSE per question (overall in the legend)", ylabel="RMSE")
-        ax_bars.grid(axis="x", visible=False)
-        for ax in (ax_curve, ax_bars):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8)
-        fig.suptitle(f"Comparison of {len(runs)} runs")
-    return fig

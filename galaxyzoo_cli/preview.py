@@ -10,8 +10,8 @@ import numpy as np
 
 from galaxyzoo_cli.data import TEST_IMAGES, TRAIN_IMAGES, list_images
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.figures import pyplot, save_figure
 from galaxyzoo_cli.images import load_image, parse_transform
-from galaxyzoo_cli.plotting import pyplot, save_figure
 
 NOTEBOOK_TRANSFORMS = (
     "original",

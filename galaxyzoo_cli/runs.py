@@ -91,6 +91,21 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     write_json_atomic(run_dir / "config.json", {"version": __version__, **config})
 
 
+def write_status(run_dir: Path | None, status: str, **extra: Any) -> None:
+    """status.json: running (with this process), finished, interrupted or failed; for the
+    leaderboard (a run whose process is gone while "running" was killed)."""
+    if run_dir is None:
+        return
+    import socket
+    import time
+
+    write_json_atomic(
+        run_dir / "status.json",
+        {"status": status, "pid": os.getpid(), "host": socket.gethostname(),
+         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra},
+    )  # fmt: skip
+
+
 def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
     """Rewrite metrics.csv with ``rows`` (atomic: a reader never sees half a file)."""
     write_csv(run_dir / "metrics.csv", rows, METRIC_COLUMNS)

@@ -58,6 +58,16 @@ class ValSplit(Choice):
     block)."""
 
 
+class Tracker(Choice):
+    NONE = "none"
+    TENSORBOARD = "tensorboard"
+
+
+class ExportFormat(Choice):
+    ONNX = "onnx"
+    TORCHSCRIPT = "torchscript"
+
+
 class EvalSplit(Choice):
     VAL = "val"
     TRAIN = "train"
@@ -85,6 +95,7 @@ _CHOICES: dict[str, tuple[type[Choice], str]] = {
     "optimizer": (Optimizer, "--optimizer"),
     "schedule": (Schedule, "--schedule"),
     "val_split": (ValSplit, "--val-split"),
+    "log": (Tracker, "--log"),
 }
 
 
@@ -125,6 +136,8 @@ class TrainConfig:
     cache: bool = True
     strict: bool = False
     """Stop at a labelled galaxy without a readable image instead of leaving it out."""
+    log: Tracker = Tracker.NONE
+    """Mirror the metrics to an experiment tracker."""
 
     def __post_init__(self) -> None:
         # Choices given as plain strings (from Python or a saved run) become enum members here.
@@ -183,5 +196,5 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache", "strict")
+RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache", "strict", "log")
 """The settings a resume may change; every other one is the run's own."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.errors import BadInputError, Interrupted
 from galaxyzoo_cli.fit import Fit, Setup, prepare
 from galaxyzoo_cli.metrics import column_means, kaggle_rmse
 from galaxyzoo_cli.progress import SILENT, Reporter
@@ -28,8 +28,10 @@ from galaxyzoo_cli.runs import (
     save_checkpoint,
     write_config,
     write_csv,
+    write_status,
 )
 from galaxyzoo_cli.settings import RESUMABLE, TrainConfig
+from galaxyzoo_cli.tracking import open_tracker
 
 
 @dataclass
@@ -51,7 +53,7 @@ class TrainResult:
     stopped_early: bool
     device: str
     trials: list[dict[str, float]] = field(default_factory=list)
-    skipped: dict[str, list[int]] = field(default_factory=dict)
+    skipped: dict[str, list[int | str]] = field(default_factory=dict)
     """Labelled galaxies left out, by reason (no image, unreadable image)."""
 
     @property
@@ -269,7 +271,23 @@ def _fit_to_the_end(
 ) -> TrainResult:
     """Train up to the configured epochs, put the best epoch's weights back, end the runtime."""
     s = fit.setup
-    stopped = fit.run(s.config.epochs, run_dir, reporter)
+    tracker = open_tracker(s.config.log, run_dir)
+    write_status(run_dir, "running")
+    try:
+        stopped = fit.run(s.config.epochs, run_dir, reporter, tracker=tracker)
+    except Interrupted:
+        write_status(run_dir, "interrupted")
+        raise
+    except BaseException:
+        write_status(run_dir, "failed")
+        raise
+    write_status(run_dir, "finished", stopped_early=stopped)
+    if tracker is not None and run_dir is not None:
+        from galaxyzoo_cli.figures import RunData, loss_figure
+
+        metrics = fit.progress.metrics
+        curves = RunData(run_dir.name, run_dir, s.config.loss.value, metrics, None, None, {})
+        tracker.finish(loss_figure(curves))
     if run_dir is not None and (run_dir / "weights" / "best.pt").is_file():
         best = load_checkpoint(run_dir / "weights" / "best.pt")
         fit.model.load_state_dict(best.state["model_state"])

@@ -102,12 +102,12 @@ def test_tta_averages_over_the_symmetry_group() -> None:
     img = np.zeros((1, 1, 6, 6), np.uint8)
     img[0, 0, 0, 0] = 255  # one bright corner of four
     device = torch.device("cpu")
-    one = predict_images(_Corner(), iter([img]), 1, device, tta=1)  # type: ignore[arg-type]
-    eight = predict_images(_Corner(), iter([img]), 1, device, tta=8)  # type: ignore[arg-type]
+    one, _ = predict_images(_Corner(), iter([img]), 1, device, tta=1)
+    eight, _ = predict_images(_Corner(), iter([img]), 1, device, tta=8)
     assert one[0, 0] == pytest.approx(1.0)
     assert eight[0, 0] == pytest.approx(2 / 8)  # the corner is top-left in 2 of the 8 views
     rotated = np.rot90(img, 1, axes=(2, 3)).copy()
-    eight_rot = predict_images(_Corner(), iter([rotated]), 1, device, tta=8)  # type: ignore[arg-type]
+    eight_rot, _ = predict_images(_Corner(), iter([rotated]), 1, device, tta=8)
     assert eight_rot[0, 0] == pytest.approx(eight[0, 0])  # invariant after averaging
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from galaxyzoo_cli import plotting
+from galaxyzoo_cli import figures, plotting
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.data import Catalogue
 from galaxyzoo_cli.errors import BadInputError
@@ -166,10 +166,10 @@ def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Pa
     labels[:, question(9).slice] = np.nan  # no galaxy has Q9 labelled
     pred = rng.random((20, 37))
     cat = Catalogue(tmp_path, np.arange(20), labels, [])
-    part = plotting._Predicted(cat, pred, question_scores(pred, labels))
-    run = plotting._RunData("run", tmp_path, "mse", [], val=part, train=part, provenance={})
+    part = figures.Predicted(cat, pred, question_scores(pred, labels))
+    run = figures.RunData("run", tmp_path, "mse", [], val=part, train=part, provenance={})
 
-    fig = plotting._accuracy_figure(run)
+    fig = figures.accuracy_figure(run)
 
     ax = fig.axes[0]
     heights = [bar.get_height() for bar in ax.patches if isinstance(bar, Rectangle)]
@@ -177,10 +177,10 @@ def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Pa
     assert all(0 < h <= 1 for h in heights)
     assert [t.get_text() for t in ax.texts if t.get_text() == "no labels"] == ["no labels"] * 2
     assert ax.get_xticklabels()[0].get_text() == "Q1 smooth…"
-    plotting.pyplot().close(fig)
+    figures.pyplot().close(fig)
 
 
-def test_top_path_follows_the_volunteers_answers_down_the_tree() -> None:
+def testtop_path_follows_the_volunteers_answers_down_the_tree() -> None:
     spiral = np.zeros(37)
     for number, answers in {1: [0.1, 0.9, 0], 2: [0.1, 0.8], 4: [0.7, 0.1], 6: [0.2, 0.8]}.items():
         spiral[question(number).slice] = answers
@@ -188,9 +188,9 @@ def test_top_path_follows_the_volunteers_answers_down_the_tree() -> None:
     smooth[question(1).slice] = [0.8, 0.2, 0.0]
     unlabelled = np.full(37, np.nan)
 
-    assert plotting._top_path(spiral) == [1, 2, 3, 4, 5, 10, 11]
-    assert plotting._top_path(smooth) == [1, 7]
-    assert plotting._top_path(unlabelled) == []
+    assert figures.top_path(spiral) == [1, 2, 3, 4, 5, 10, 11]
+    assert figures.top_path(smooth) == [1, 7]
+    assert figures.top_path(unlabelled) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_the_default_recipe_clearly_beats_the_mean(data300: Path, tmp_path: Path
 def test_an_untrained_model_predicts_the_training_mean(synthetic_data: Path, head: str) -> None:
     setup, _ = prepare(TrainConfig(**TINY, head=head), synthetic_data, SILENT)  # type: ignore[arg-type]
     fit = Fit(setup, seed=0)
-    pred = predict_images(
+    pred, _ = predict_images(
         fit.model, iter([np.asarray(setup.x_val)]), len(setup.y_val), fit.setup.runtime.device
     )
     means = column_means(setup.y_train)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,7 +18,8 @@ from galaxyzoo_cli.cli.app import (
     emit,
     option,
 )
-from galaxyzoo_cli.settings import EvalSplit
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.settings import EvalSplit, ExportFormat
 
 Tta = Annotated[int, typer.Option("--tta", help="Average N rotated/flipped views (1: none).")]
 RunDataDir = Annotated[
@@ -95,8 +96,51 @@ def predict(
     images: Annotated[
         Path | None,
         typer.Option(
-            "--images", help="Folder of <GalaxyID>.jpg (default: images_test_rev1 of the data)."
+            "--images",
+            help="A folder of JPEG, PNG or FITS cutouts, searched recursively (default: "
+            "images_test_rev1 of the data). File stems are the ids.",
         ),
+    ] = None,
+    catalogue: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalogue",
+            metavar="FILE.csv",
+            help="A CSV with columns id and path (and any others, passed through) to predict.",
+        ),
+    ] = None,
+    derived: Annotated[
+        bool,
+        typer.Option(
+            "--derived",
+            help="Add 0/1 columns smooth, featured, edge_on, barred, spiral (GZ2 thresholds).",
+        ),
+    ] = False,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings",
+            metavar="FILE.npy",
+            help="Also write the model's feature vectors, one row per CSV row.",
+        ),
+    ] = None,
+    fits_bands: Annotated[
+        str,
+        typer.Option(
+            "--fits-bands",
+            metavar="R,G,B",
+            help="FITS cubes: the planes shown as red, green, blue (0-based; 2,1,0 for g,r,i).",
+        ),
+    ] = "2,1,0",
+    fits_stretch: Annotated[
+        float, typer.Option("--fits-stretch", help="FITS: linear stretch of the asinh scaling.")
+    ] = 0.5,
+    fits_q: Annotated[
+        float, typer.Option("--fits-q", help="FITS: asinh softening Q (Lupton et al. 2004).")
+    ] = 8.0,
+    fits_minimum: Annotated[
+        float | None,
+        typer.Option("--fits-minimum", help="FITS: black level (default: the image's median)."),
     ] = None,
     out: Annotated[
         Path | None,
@@ -115,13 +159,14 @@ def predict(
     device: Device = "auto",
     as_json: JsonOut = False,
 ) -> None:
-    """Write a Kaggle submission CSV (GalaxyID + 37 columns, sorted by GalaxyID)."""
+    """Predict the 37 answers: a Kaggle submission, or a CSV for any folder of cutouts."""
     from galaxyzoo_cli.inference import predict as run_predict
 
     result = run_predict(
         runs,
         data_dir=data_dir,
         images=images,
+        catalogue=catalogue,
         out=out,
         tta=tta,
         device=device,
@@ -129,9 +174,24 @@ def predict(
         use_cache=cache,
         workers=workers,
         strict=strict,
+        derived=derived,
+        embeddings=embeddings,
+        fits=_fits_options(fits_bands, fits_stretch, fits_q, fits_minimum),
         reporter=RichReporter(),
     )
     emit(result, as_json)
+
+
+def _fits_options(bands: str, stretch: float, q: float, minimum: float | None) -> Any:
+    from galaxyzoo_cli.cutouts import FitsOptions
+
+    parts = [b.strip() for b in bands.split(",")]
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise BadInputError(f"--fits-bands {bands!r}: give three plane numbers, e.g. 2,1,0.")
+    if not (stretch > 0 and q > 0):
+        raise BadInputError("--fits-stretch and --fits-q: give positive numbers.")
+    planes = (int(parts[0]), int(parts[1]), int(parts[2]))
+    return FitsOptions(bands=planes, stretch=stretch, q=q, minimum=minimum)
 
 
 @app.command()
@@ -162,3 +222,66 @@ def plot(
         reporter=RichReporter(),
     )
     emit(result, as_json)
+
+
+@app.command()
+def report(
+    runs: Annotated[
+        list[Path], typer.Argument(metavar="RUN", help="One run, or several to compare.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="HTML file to write (default: RUN/report.html)."),
+    ] = None,
+    data_dir: RunDataDir = None,
+    workers: Workers = None,
+    cache: Cache = True,
+    device: Device = "auto",
+    as_json: JsonOut = False,
+) -> None:
+    """One self-contained HTML page: settings, metrics, curves, galleries of galaxies."""
+    from galaxyzoo_cli.report import report as make_report
+
+    result = make_report(
+        runs, out=out, data_dir=data_dir, device=device, use_cache=cache, workers=workers,
+        reporter=RichReporter(),
+    )  # fmt: skip
+    emit(result, as_json)
+
+
+@app.command()
+def export(
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", help="A run folder or a checkpoint in one.")
+    ],
+    format: Annotated[
+        ExportFormat, option("--format", "-f", help="ONNX (onnxruntime) or TorchScript.")
+    ] = ExportFormat.ONNX,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="File to write (default: RUN/model.onnx)."),
+    ] = None,
+    as_json: JsonOut = False,
+) -> None:
+    """The model for deployment (normalisation inside, any batch size), with its input spec."""
+    from galaxyzoo_cli.export import export as run_export
+
+    emit(run_export(run, format=format, out=out, reporter=RichReporter()), as_json)
+
+
+@app.command("runs")
+def list_runs(
+    runs_dir: Annotated[
+        Path,
+        typer.Argument(envvar="GALAXYZOO_RUNS_DIR", help="Folder holding the run folders."),
+    ] = Path("runs"),
+    sort: Annotated[
+        str,
+        typer.Option("--sort", help="val_rmse, eval_rmse, name, date (newest first) or minutes."),
+    ] = "val_rmse",
+    as_json: JsonOut = False,
+) -> None:
+    """A leaderboard of runs: model, epochs, RMSE, minutes, date, status."""
+    from galaxyzoo_cli.leaderboard import list_runs as table
+
+    emit(table(runs_dir, sort=sort), as_json)

@@ -23,7 +23,15 @@ from galaxyzoo_cli.cli.app import (
     emit,
     option,
 )
-from galaxyzoo_cli.settings import Head, Loss, Optimizer, Schedule, TrainConfig, ValSplit
+from galaxyzoo_cli.settings import (
+    Head,
+    Loss,
+    Optimizer,
+    Schedule,
+    Tracker,
+    TrainConfig,
+    ValSplit,
+)
 
 _TC = TrainConfig()  # the library's defaults, shown by --help
 
@@ -135,6 +143,7 @@ def _train_config(o: dict[str, Any]) -> TrainConfig:
         amp=o["amp"],
         cache=o["cache"],
         strict=o["strict"],
+        log=o["log"],
     )
 
 
@@ -172,12 +181,15 @@ def train(
             "--resume",
             metavar="RUN",
             help="Continue RUN in place up to --epochs (it may also change --patience, "
-            "--device, --workers, --amp, --cache and --strict).",
+            "--device, --workers, --amp, --cache, --strict and --log).",
         ),
     ] = None,
     amp: Amp = _TC.amp,
     cache: Cache = _TC.cache,
     strict: Strict = _TC.strict,
+    log: Annotated[
+        Tracker, option("--log", help="Also log the metrics to an experiment tracker.")
+    ] = _TC.log,
     device: Device = _TC.device,
     data_dir: DataDir = Path("data"),
     runs_dir: RunsDir = Path("runs"),

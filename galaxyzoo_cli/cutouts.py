@@ -1,0 +1,189 @@
+"""Your own cutouts: folders of JPEG, PNG and FITS files, catalogues of them, FITS as colour
+images, and flags derived from the predicted vote fractions.
+
+A model trained on SDSS JPEGs has only seen images that look like the Kaggle ones (gri colours,
+asinh-stretched, about 0.4"/pixel, the galaxy centred and filling a similar part of the frame); its
+answers on other surveys or processing are only as good as the resemblance.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from galaxyzoo_cli.errors import BadInputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+CUTOUT_SUFFIXES = (".jpg", ".jpeg", ".png", *FITS_SUFFIXES)
+
+
+def is_fits(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(FITS_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class FitsOptions:
+    """How a FITS cutout becomes an SDSS-like colour image: the asinh stretch of Lupton et al.
+    (2004, PASP 116, 133) as in ``astropy.visualization.make_lupton_rgb``.
+
+    ``bands``: the planes of a 3-band cube used as red, green and blue (0-based; for a g, r, i
+    cube, (2, 1, 0) gives the SDSS colours); a single-band image is shown grey. ``stretch`` and
+    ``q`` are the linear stretch and the asinh softening; ``minimum`` the black level (``None``:
+    the image's median, i.e. the sky).
+    """
+
+    bands: tuple[int, int, int] = (2, 1, 0)
+    stretch: float = 0.5
+    q: float = 8.0
+    minimum: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"bands": list(self.bands), "stretch": self.stretch, "q": self.q,
+                "minimum": self.minimum}  # fmt: skip
+
+
+def fits_image(path: str | os.PathLike[str], options: FitsOptions) -> Image.Image:
+    """A FITS cutout (the first image HDU: 2-D, or a 3-D cube of bands) as an RGB PIL image."""
+    from PIL import Image
+
+    try:
+        from astropy.io import fits
+        from astropy.visualization import make_lupton_rgb
+    except ImportError:
+        raise BadInputError(
+            f"{path}: FITS needs astropy. Install it with: pip install 'galaxyzoo-cli[fits]'"
+        ) from None
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            data = next((h.data for h in hdus if getattr(h, "data", None) is not None), None)
+    except (OSError, ValueError, TypeError) as e:
+        raise BadInputError(f"{path}: cannot read this FITS file ({e}).") from None
+    if data is None:
+        raise BadInputError(f"{path}: no image data in any HDU of this FITS file.")
+    data = np.nan_to_num(np.asarray(data, dtype=np.float64))
+    if data.ndim == 2:
+        planes = [data, data, data]
+    elif data.ndim == 3 and max(options.bands) < data.shape[0]:
+        planes = [data[b] for b in options.bands]
+    else:
+        raise BadInputError(
+            f"{path}: a FITS image of shape {data.shape}; give a 2-D image or a cube of bands "
+            f"with --fits-bands within its {data.shape[0] if data.ndim == 3 else 0} planes."
+        )
+    minimum = float(np.median(planes[1])) if options.minimum is None else options.minimum
+    rgb = make_lupton_rgb(*planes, minimum=minimum, stretch=options.stretch, Q=options.q)
+    return Image.fromarray(np.ascontiguousarray(rgb[::-1]), "RGB")  # FITS rows run bottom-up
+
+
+@dataclass
+class Cutouts:
+    """Image files to predict, with their IDs (unique, in output order) and any catalogue
+    columns to pass through. ``kaggle``: every ID is a GalaxyID (the Kaggle format applies)."""
+
+    ids: list[str]
+    paths: list[Path]
+    kaggle: bool
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+
+def find_cutouts(folder: Path) -> Cutouts:
+    """Every JPEG, PNG and FITS file under ``folder`` (recursively), sorted; IDs are the file
+    stems (their paths below ``folder`` where stems repeat). Digit-only stems are GalaxyIDs."""
+    if not folder.is_dir():
+        raise BadInputError(f"--images {folder}: folder not found.")
+    paths = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(CUTOUT_SUFFIXES)
+    )
+    if not paths:
+        raise BadInputError(
+            f"--images {folder}: no JPEG, PNG or FITS files here (or in its subfolders)."
+        )
+    stems = [_stem(Path(p.name)) for p in paths]
+    if len(set(stems)) < len(stems):
+        stems = [_stem(p.relative_to(folder)) for p in paths]
+    if all(s.isdigit() for s in stems):  # GalaxyIDs: in ascending order, as Kaggle wants them
+        order = sorted(range(len(stems)), key=lambda k: int(stems[k]))
+        return Cutouts([stems[k] for k in order], [paths[k] for k in order], kaggle=True)
+    return Cutouts(stems, paths, kaggle=False)
+
+
+def _stem(path: Path) -> str:
+    name = path.as_posix()
+    for suffix in sorted(CUTOUT_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def read_catalogue(path: Path) -> Cutouts:
+    """A CSV with columns ``id`` and ``path`` (relative to the CSV's folder, or absolute) and any
+    others (ra, dec, …), which predictions carry through. Rows keep their order."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise BadInputError(f"--catalogue {path}: file not found.") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise BadInputError(f"--catalogue {path}: not a readable CSV ({e}).") from None
+    if not rows or not {"id", "path"} <= set(rows[0]):
+        raise BadInputError(
+            f"--catalogue {path}: needs a header with the columns id and path (and a row per "
+            "image); other columns are passed through."
+        )
+    ids = [r["id"].strip() for r in rows]
+    seen: set[str] = set()
+    for line, gid in enumerate(ids, start=2):
+        if not gid or gid in seen:
+            problem = "an empty id" if not gid else f"id {gid!r} a second time"
+            raise BadInputError(f"--catalogue {path} line {line}: {problem}. Give unique ids.")
+        seen.add(gid)
+    paths = [Path(r["path"].strip()) for r in rows]
+    paths = [p if p.is_absolute() else path.parent / p for p in paths]
+    others = [c for c in rows[0] if c not in ("id", "path") and c is not None]
+    return Cutouts(
+        ids, paths, kaggle=False, columns={c: [r[c] or "" for r in rows] for c in others}
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Flags derived from the vote fractions
+# --------------------------------------------------------------------------------------------
+
+DERIVED = ("smooth", "featured", "edge_on", "barred", "spiral")
+"""The derived columns (0/1), in order; see :func:`derived_flags` and docs/user-guide.md."""
+
+
+def derived_flags(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Clean-sample flags from predicted (Kaggle-style, cumulative) vote fractions (N, 37).
+
+    Thresholds from the Galaxy Zoo 2 literature: smooth p ≥ 0.469 and features-or-disk p ≥ 0.430
+    (Willett et al. 2013, MNRAS 435, 2835, Table 3); edge-on: a featured galaxy with conditional
+    p(edge-on) ≥ 0.602 (ibid.); barred: a featured galaxy not edge-on (conditional p ≥ 0.715,
+    ibid.) with conditional p(bar) ≥ 0.5 (Masters et al. 2011, MNRAS 411, 2026); spiral: the
+    cumulative p(features) × p(not edge-on) × p(spiral), Kaggle's Class4.1, > 0.5 (Hart et al.
+    2016, MNRAS 461, 3663). Those thresholds were set on debiased GZ2 likelihoods; applied to a
+    model's predicted fractions they are a convenience, not a calibrated classification.
+    """
+    v = np.asarray(values, dtype=np.float64)
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 1e-9)
+
+    featured = v[:, 1] >= 0.430
+    face_on = featured & (ratio(v[:, 4], v[:, 1]) >= 0.715)
+    flags = {
+        "smooth": v[:, 0] >= 0.469,
+        "featured": featured,
+        "edge_on": featured & (ratio(v[:, 3], v[:, 1]) >= 0.602),
+        "barred": face_on & (ratio(v[:, 5], v[:, 4]) >= 0.5),
+        "spiral": v[:, 7] > 0.5,
+    }
+    return {k: flags[k].astype(np.int8) for k in DERIVED}

@@ -1,0 +1,338 @@
+"""The figures of a run, drawn with matplotlib (imported lazily, headless Agg backend) from what
+:func:`galaxyzoo_cli.plotting.collect_run` gathers: curves, accuracy, scatter, gallery, comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from galaxyzoo_cli import provenance
+from galaxyzoo_cli.data import Catalogue
+from galaxyzoo_cli.files import atomic_path
+from galaxyzoo_cli.images import InputSpec, load_image
+from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse
+from galaxyzoo_cli.schema import QUESTIONS, Question, question
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(
+    fig: Figure, out: str | os.PathLike[str], prov: dict[str, Any] | None = None, dpi: int = 110
+) -> Path:
+    """Write a figure as PNG atomically (its provenance in the PNG's text) and close it."""
+    out = Path(out)
+    metadata = {provenance.PNG_KEY: json.dumps(prov)} if prov is not None else None
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
+    pyplot().close(fig)
+    return out
+
+
+_GALLERY = 8
+_STYLE: dict[str, Any] = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "figure.titlesize": 13,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+_TRAIN_COLOR, _VAL_COLOR = "#4C72B0", "#DD8452"
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """A run's predictions on the labelled galaxies of one split, and their per-question scores."""
+
+    cat: Catalogue
+    pred: np.ndarray
+    scores: list[QuestionScore]
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything the figures of one run are drawn from."""
+
+    name: str
+    run_dir: Path
+    loss_name: str
+    metrics: list[dict[str, float]]
+    val: Predicted | None
+    """None when the run's validation galaxies could not be read (``val_problem`` says why)."""
+    train: Predicted | None
+    provenance: dict[str, Any]
+    val_problem: str = ""
+    input: InputSpec | None = None
+    """What the model sees of an image (for showing it)."""
+    training_means: np.ndarray | None = None
+    """Column means of the run's training labels: the mean baseline."""
+
+
+def question_label(q: Question) -> str:
+    """A short axis label: ``Q1 smooth…``, ``Q2 disk edge-on``…"""
+    head, comma, _ = q.text.rstrip("?").partition(",")
+    return f"Q{q.number} {head}{'…' if comma else ''}"
+
+
+def _column(metrics: list[dict[str, float]], key: str) -> np.ndarray:
+    return np.array([row.get(key, np.nan) for row in metrics], dtype=np.float64)
+
+
+def _best_index(metrics: list[dict[str, float]]) -> int | None:
+    """Row of the best epoch: lowest validation loss (as training keeps it), else lowest RMSE."""
+    for key in ("val_loss", "val_rmse"):
+        values = _column(metrics, key)
+        if np.isfinite(values).any():
+            return int(np.nanargmin(values))
+    return None
+
+
+def loss_figure(run: RunData) -> Figure:
+    """Training and validation loss (left) and validation RMSE (right) per epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
+    epoch = _column(run.metrics, "epoch")
+    marker = "o" if len(epoch) <= 40 else None
+    best = _best_index(run.metrics)
+    with plt.rc_context(_STYLE):
+        fig, (ax_loss, ax_rmse) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+        for key, label, color in (
+            ("train_loss", "training", _TRAIN_COLOR),
+            ("val_loss", "validation", _VAL_COLOR),
+        ):
+            ax_loss.plot(epoch, _column(run.metrics, key), marker=marker, label=label, color=color)
+        rmse = _column(run.metrics, "val_rmse")
+        ax_rmse.plot(epoch, rmse, marker=marker, color=_VAL_COLOR, label="validation RMSE")
+        if best is not None:
+            for ax in (ax_loss, ax_rmse):
+                ax.axvline(
+                    epoch[best], color="0.4", ls="--", lw=1, label=f"best epoch {epoch[best]:g}"
+                )
+            if np.isfinite(rmse[best]):
+                ax_rmse.annotate(
+                    f"{rmse[best]:.4f}",
+                    (epoch[best], rmse[best]),
+                    xytext=(6, 8),
+                    textcoords="offset points",
+                    fontsize=9,
+                )
+        ylabel = f"loss ({run.loss_name})" if run.loss_name else "loss"
+        ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel=ylabel)
+        ax_rmse.set(title="Validation RMSE (the Kaggle metric)", xlabel="epoch", ylabel="RMSE")
+        for ax in (ax_loss, ax_rmse):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend()
+        fig.suptitle(f"{run.name}: training curves")
+    return fig
+
+
+def accuracy_figure(run: RunData) -> Figure:
+    """Grouped bars: per-question top-answer accuracy on training and validation galaxies."""
+    assert run.val is not None
+    plt = pyplot()
+    series = [("validation", run.val, _VAL_COLOR)]
+    if run.train is not None:
+        series.insert(0, ("training", run.train, _TRAIN_COLOR))
+    x = np.arange(len(QUESTIONS))
+    width = 0.8 / len(series)
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(12, 4.8), layout="constrained")
+        for i, (label, part, color) in enumerate(series):
+            acc = np.array([s.accuracy for s in part.scores])
+            pos = x + (i - (len(series) - 1) / 2) * width
+            shown = np.isfinite(acc)  # NaN: no labelled galaxy reached the question
+            bars = ax.bar(
+                pos[shown],
+                acc[shown],
+                width,
+                color=color,
+                label=f"{label} ({len(part.cat)} galaxies)",
+            )
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+            for p in pos[~shown]:
+                ax.text(
+                    p,
+                    0.02,
+                    "no labels",
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="0.45",
+                )
+        ax.set_xticks(x, [question_label(q) for q in QUESTIONS], rotation=30, ha="right")
+        ax.set_ylim(0, 1.22)  # headroom for the legend above the bars
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel("top-answer accuracy")
+        ax.grid(axis="x", visible=False)
+        ax.legend(loc="upper right", ncol=len(series), framealpha=0.9)
+        ax.set_title(f"{run.name}: per-question accuracy (predicted top answer = volunteers')")
+    return fig
+
+
+def scatter_figure(run: RunData) -> Figure:
+    """Predicted vs true vote fraction on the validation split: one panel per question + all."""
+    assert run.val is not None
+    plt = pyplot()
+    target, pred = run.val.cat.labels, run.val.pred
+    size = float(np.clip(3000 / max(len(target), 1), 2, 14))
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(3, 4, figsize=(14, 10.5), layout="constrained", squeeze=False)
+        flat = axes.ravel()
+        for ax, q, s in zip(flat, QUESTIONS, run.val.scores, strict=False):
+            for j, answer in enumerate(q.answers):
+                t, p = target[:, q.start + j], pred[:, q.start + j]
+                ok = ~np.isnan(t)
+                ax.scatter(t[ok], p[ok], s=size, alpha=0.5, label=answer, rasterized=True)
+            rmse = "no labels" if np.isnan(s.rmse) else f"RMSE {s.rmse:.3f}"
+            ax.set_title(f"{question_label(q)}\n{rmse}", fontsize=10)
+            ax.legend(fontsize=6, loc="upper left", markerscale=1.5, ncol=1 + len(q.answers) // 5)
+        labelled = ~np.isnan(target)
+        last = flat[len(QUESTIONS)]
+        last.scatter(
+            target[labelled], pred[labelled], s=size, alpha=0.3, color="0.3", rasterized=True
+        )
+        last.set_title(f"All 37 answers\nRMSE {kaggle_rmse(pred, target):.3f}", fontsize=10)
+        for ax in flat:
+            ax.plot([0, 1], [0, 1], color="crimson", lw=1, ls="--")
+            ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
+        for ax in axes[-1]:
+            ax.set_xlabel("true vote fraction")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("predicted")
+        fig.suptitle(f"{run.name}: predicted vs true on {len(target)} validation galaxies")
+    return fig
+
+
+def top_path(values: np.ndarray) -> list[int]:
+    """Question numbers on the volunteers' top-answer path down the tree from Q1, shallow first.
+
+    Stops where a question's answers are missing (NaN); the last one is the deepest reached.
+    """
+    path: list[int] = []
+    frontier = [1]
+    while frontier:
+        q = question(frontier.pop(0))
+        v = values[q.slice]
+        if np.isnan(v).any():
+            continue
+        path.append(q.number)
+        top = (q.number, int(np.argmax(v)) + 1)
+        frontier.extend(c.number for c in QUESTIONS if c.parent == top)
+    return path
+
+
+def caption(truth: np.ndarray, pred: np.ndarray, number: int) -> str:
+    q = question(number)
+    t, p = truth[q.slice], pred[q.slice]
+    ti, pi = int(np.argmax(t)), int(np.argmax(p))
+    return (
+        f"Q{number} true: {q.answers[ti]} ({t[ti]:.2f})\n"
+        f"Q{number} pred: {q.answers[pi]} ({p[pi]:.2f})"
+    )
+
+
+def gallery_figure(run: RunData) -> Figure:
+    """Validation galaxies in full colour, captioned with true and predicted top answers."""
+    assert run.val is not None
+    plt = pyplot()
+    cat, pred = run.val.cat, run.val.pred
+    n = min(_GALLERY, len(cat))
+    pick = np.sort(np.random.default_rng(0).choice(len(cat), size=n, replace=False))
+    rows = -(-n // 4)  # at most 4 a row, rows evenly filled
+    cols = -(-n // rows)
+    rgb = InputSpec(channels=3)
+    q1 = QUESTIONS[0].slice
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(3.2 * cols, 3.9 * rows), layout="constrained", squeeze=False
+        )
+        for ax in axes.ravel():
+            ax.axis("off")
+        for ax, i in zip(axes.ravel(), pick, strict=False):
+            truth, guess = cat.labels[i], pred[i]
+            ax.imshow(load_image(cat.paths[int(i)], rgb).transpose(1, 2, 0))
+            path = top_path(truth)
+            lines = [f"GalaxyID {cat.ids[i]}"]
+            lines += [caption(truth, guess, number) for number in path[:1] + path[1:][-1:]]
+            agree = bool(path) and int(np.argmax(truth[q1])) == int(np.argmax(guess[q1]))
+            ax.set_title(
+                "\n".join(lines) if path else f"{lines[0]}\nQ1 unlabelled",
+                fontsize=8,
+                color="darkgreen" if agree else "firebrick",
+            )
+        fig.suptitle(
+            f"{run.name}: validation galaxies, true vs predicted top answer\n"
+            "(Q1 and the deepest question reached; green: Q1 agrees)",
+            fontsize=10,
+        )
+    return fig
+
+
+def compare_figure(runs: Sequence[RunData]) -> Figure:
+    """Validation RMSE per epoch of every run, and their per-question validation RMSE."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
+    with plt.rc_context(_STYLE):
+        fig, (ax_curve, ax_bars) = plt.subplots(
+            1, 2, figsize=(15, 5), layout="constrained", width_ratios=(2, 3)
+        )
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        scored = [r for r in runs if r.val is not None]
+        width = 0.8 / max(len(scored), 1)
+        x = np.arange(len(QUESTIONS))
+        for i, run in enumerate(runs):
+            color = colors[i % len(colors)]
+            if run.metrics:
+                rmse = _column(run.metrics, "val_rmse")
+                best = f" (best {np.nanmin(rmse):.4f})" if np.isfinite(rmse).any() else ""
+                ax_curve.plot(
+                    _column(run.metrics, "epoch"),
+                    rmse,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"{run.name}{best}",
+                )
+            if run.val is not None:
+                k = scored.index(run)
+                per_q = np.array([s.rmse for s in run.val.scores])
+                ax_bars.bar(
+                    x + (k - (len(scored) - 1) / 2) * width,
+                    per_q,
+                    width,
+                    color=color,
+                    label=f"{run.name} ({kaggle_rmse(run.val.pred, run.val.cat.labels):.4f})",
+                )
+        ax_curve.set(title="Validation RMSE per epoch", xlabel="epoch", ylabel="RMSE")
+        ax_curve.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_bars.set_xticks(x, [question_label(q) for q in QUESTIONS], rotation=30, ha="right")
+        ax_bars.set(title="Validation RMSE per question (overall in the legend)", ylabel="RMSE")
+        ax_bars.grid(axis="x", visible=False)
+        for ax in (ax_curve, ax_bars):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        fig.suptitle(f"Comparison of {len(runs)} runs")
+    return fig

@@ -1,0 +1,258 @@
+"""``galaxyzoo report``: one self-contained HTML page about one or several runs.
+
+Everything is inside the file (figures and galaxy images as ``data:`` URIs, the style in a
+``<style>`` element): it opens offline, makes no request, and can be mailed to a colleague.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galaxyzoo_cli import __version__, provenance
+from galaxyzoo_cli.data import Catalogue
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.figures import (
+    RunData,
+    accuracy_figure,
+    compare_figure,
+    loss_figure,
+    pyplot,
+    scatter_figure,
+    top_path,
+)
+from galaxyzoo_cli.files import write_text_atomic
+from galaxyzoo_cli.images import load_image
+from galaxyzoo_cli.metrics import score
+from galaxyzoo_cli.plotting import collect_run
+from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.runs import load_checkpoint, resolve_run
+from galaxyzoo_cli.schema import QUESTIONS, question
+
+_GALLERY = 6
+_STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222;
+       padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #4C72B0; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .6em 0 1.2em; }
+th, td { padding: .25em .7em; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.settings td { text-align: left; } .muted { color: #777; }
+figure { margin: 1em 0; } figure img { max-width: 100%; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr));
+           gap: .8em; }
+.galaxy { background: #f6f6f6; padding: .5em; border-radius: 6px; font-size: .8em; }
+.galaxy img { width: 100%; image-rendering: pixelated; border-radius: 3px; }
+.good { color: #1a7f37; } .bad { color: #b42318; }
+"""
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    runs: list[Path]
+    seconds: float
+    provenance: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "runs": [str(r) for r in self.runs],
+                "seconds": self.seconds, "provenance": self.provenance}  # fmt: skip
+
+    def summary(self) -> str:
+        return f"Wrote {self.out} ({len(self.runs)} run{'s' if len(self.runs) > 1 else ''})."
+
+
+def report(
+    runs: Sequence[str | os.PathLike[str]],
+    *,
+    out: Path | None = None,
+    data_dir: Path | None = None,
+    device: str = "auto",
+    use_cache: bool = True,
+    workers: int | None = None,
+    reporter: Reporter = SILENT,
+) -> ReportResult:
+    """Write one HTML page about ``runs``: per run its settings, the metrics with baselines,
+    per-question RMSE and accuracy, learning curves, predicted vs true, and the best and worst
+    predicted validation galaxies as the model saw them; with several runs, a comparison first.
+    Default ``out``: ``report.html`` in the (first) run's folder (a new name when that holds a
+    report of other runs)."""
+    import time
+
+    from galaxyzoo_cli.device import choose_device
+
+    start = time.perf_counter()
+    if not runs:
+        raise BadInputError("give at least one RUN (a run folder or checkpoint).")
+    refs = [resolve_run(r) for r in runs]
+    dev = choose_device(device, reporter)
+    catalogues: dict[Path, Catalogue] = {}
+    names = [ref.run_dir.resolve().name for ref in refs]
+    collected = [
+        collect_run(ref.checkpoint, name, dev, data_dir, catalogues, use_cache, workers, reporter)
+        for ref, name in zip(refs, names, strict=True)
+    ]
+    prov = provenance.record(
+        "report", [e for r in collected for e in r.provenance["runs"]],
+        data_dirs=[r.provenance["data_dir"] for r in collected],
+    )  # fmt: skip
+    title = "Galaxy Zoo run report: " + ", ".join(names)
+    made = f"galaxyzoo-cli {__version__}, {prov['created']}"
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p class=muted>{html.escape(made)}</p>"]
+    if len(collected) > 1:
+        body += ["<h2>Comparison</h2>", _comparison_table(collected),
+                 _figure(compare_figure(collected), "validation RMSE of every run")]  # fmt: skip
+    for ref, run in zip(refs, collected, strict=True):
+        body += _run_section(run, ref.checkpoint)
+    page = (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        + "\n".join(body)
+        + f"<p class=muted>Provenance: {html.escape(str(prov))}</p></body></html>\n"
+    )
+    default = refs[0].run_dir / "report.html"
+    target = provenance.output_path(default, out, prov, reporter)
+    write_text_atomic(target, page)
+    provenance.write_sidecar(target, prov)
+    return ReportResult(target, [r.run_dir for r in collected], time.perf_counter() - start, prov)
+
+
+def _figure(fig: Any, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    pyplot().close(fig)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+
+
+def _num(x: float, digits: int = 4) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _comparison_table(runs: Sequence[RunData]) -> str:
+    rows = []
+    for run in runs:
+        rmse = score(run.val.pred, run.val.cat.labels).rmse if run.val else math.nan
+        best = min((m.get("val_rmse", math.nan) for m in run.metrics), default=math.nan)
+        rows.append(f"<tr><td>{html.escape(run.name)}</td><td>{len(run.metrics)}</td>"
+                    f"<td>{_num(best)}</td><td>{_num(rmse)}</td></tr>")  # fmt: skip
+    return ("<table><tr><th>run</th><th>epochs</th><th>best validation RMSE (training)</th>"
+            "<th>validation RMSE (now)</th></tr>" + "".join(rows) + "</table>")  # fmt: skip
+
+
+def _run_section(run: RunData, checkpoint: Path) -> list[str]:
+    ckpt = load_checkpoint(checkpoint)
+    out = [f"<h2>{html.escape(run.name)}</h2>", "<h3>Settings</h3>", _settings_table(ckpt)]
+    if run.val is not None:
+        out += ["<h3>Validation</h3>", _metrics_tables(run)]
+    else:
+        out.append(f"<p class=muted>No validation figures: {html.escape(run.val_problem)}</p>")
+    if run.metrics:
+        out += ["<h3>Learning curves</h3>", _figure(loss_figure(run), "loss per epoch")]
+    if run.val is not None:
+        out += [
+            "<h3>Per-question accuracy</h3>", _figure(accuracy_figure(run), "accuracy"),
+            "<h3>Predicted vs true</h3>", _figure(scatter_figure(run), "predicted vs true"),
+            *_galleries(run),
+        ]  # fmt: skip
+    return out
+
+
+def _settings_table(ckpt: Any) -> str:
+    settings = ckpt.settings.as_dict()
+    shown = {
+        "model": ckpt.model.name,
+        "head": ckpt.model.head.value,
+        "input": ckpt.model.input.describe(),
+        "frozen features": ckpt.model.freeze,
+        **{k: settings[k] for k in ("loss", "epochs", "batch_size", "lr", "weight_decay",
+                                    "optimizer", "schedule", "ema", "augment", "val_split",
+                                    "val_fraction", "seed", "patience")},
+        "checkpoint": f"{ckpt.path.name}, epoch {ckpt.progress.epoch}",
+        "data": str(ckpt.data_dir),
+        "validation galaxies": len(ckpt.val_ids),
+        "written by": f"galaxyzoo-cli {ckpt.version}",
+    }  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in shown.items()
+    )
+    return f"<table class=settings>{rows}</table>"
+
+
+def _metrics_tables(run: RunData) -> str:
+    assert run.val is not None
+    target = run.val.cat.labels
+    model = score(run.val.pred, target)
+    zeros = score(np.zeros_like(target), target)
+    mean = score(np.broadcast_to(run.training_means, target.shape), target) if (
+        run.training_means is not None) else None  # fmt: skip
+    top = (
+        "<table><tr><th>predictor</th><th>Kaggle RMSE</th><th>galaxies</th></tr>"
+        f"<tr><td>this model</td><td><b>{_num(model.rmse, 5)}</b></td>"
+        f"<td>{model.n_images}</td></tr>"
+        + (f"<tr><td>training mean</td><td>{_num(mean.rmse, 5)}</td><td></td></tr>" if mean else "")
+        + f"<tr><td>zeros</td><td>{_num(zeros.rmse, 5)}</td><td></td></tr></table>"
+    )
+    rows = []
+    for q, s in zip(QUESTIONS, model.questions, strict=True):
+        base = _num(mean.questions[q.number - 1].rmse) if mean else "–"
+        rows.append(
+            f"<tr><td>Q{q.number} {html.escape(q.text)}</td><td>{_num(s.rmse)}</td>"
+            f"<td>{base}</td><td>{_num(s.accuracy, 3)}</td><td>{s.n_accuracy}</td></tr>"
+        )
+    per_q = (
+        "<table><tr><th>question</th><th>RMSE</th><th>mean baseline</th><th>accuracy</th>"
+        "<th>galaxies</th></tr>" + "".join(rows) + "</table>"
+    )
+    return top + per_q
+
+
+def _galleries(run: RunData) -> list[str]:
+    """The best and worst predicted validation galaxies, as the model saw them."""
+    assert run.val is not None
+    cat, pred = run.val.cat, run.val.pred
+    err = np.nanmean((pred - cat.labels) ** 2, axis=1)
+    order = np.argsort(err)
+    out = []
+    picks = (("Best predicted", order[:_GALLERY]), ("Worst predicted", order[::-1][:_GALLERY]))
+    for title, pick in picks:
+        cards = [_card(cat, pred, int(i), float(np.sqrt(err[i])), run) for i in pick]
+        out += [f"<h3>{title} validation galaxies</h3>", "<div class=gallery>",
+                *cards, "</div>"]  # fmt: skip
+    return out
+
+
+def _card(cat: Catalogue, pred: np.ndarray, i: int, rmse: float, run: RunData) -> str:
+    assert run.input is not None
+    pixels = load_image(cat.paths[i], run.input)
+    from PIL import Image
+
+    img = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
+    lines = []
+    for number in top_path(cat.labels[i])[:1] + top_path(cat.labels[i])[1:][-1:]:
+        q = question(number)
+        t, p = cat.labels[i][q.slice], pred[i][q.slice]
+        ti, pi = int(np.argmax(t)), int(np.argmax(p))
+        css = "good" if ti == pi else "bad"
+        lines.append(
+            f"Q{number} true: {html.escape(q.answers[ti])} ({t[ti]:.2f})<br>"
+            f"<span class={css}>Q{number} predicted: {html.escape(q.answers[pi])} "
+            f"({p[pi]:.2f})</span>"
+        )
+    return (
+        f'<div class=galaxy><img alt="GalaxyID {cat.ids[i]}" src="data:image/png;base64,{data}">'
+        f"<b>GalaxyID {cat.ids[i]}</b> · RMSE {rmse:.3f}<br>" + "<br>".join(lines) + "</div>"
+    )

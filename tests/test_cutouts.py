@@ -1,0 +1,172 @@
+"""predict on your own cutouts: PNG, JPEG and FITS, odd names and sizes, catalogues passed
+through, derived flags and embeddings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from galaxyzoo_cli.cli import app
+from galaxyzoo_cli.cutouts import FitsOptions, derived_flags, find_cutouts
+from galaxyzoo_cli.data import TEST_IMAGES, list_images
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.images import InputSpec, load_image
+from galaxyzoo_cli.schema import COLUMNS
+from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.training import train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = TrainConfig(model="test_tiny", epochs=1, device="cpu", head="sigmoid")  # type: ignore[arg-type]
+    return train(config, data_dir=synthetic_data, runs_dir=tmp_path_factory.mktemp("r")).run_dir
+
+
+def _fits(path: Path, data: np.ndarray) -> None:
+    fits = pytest.importorskip("astropy.io.fits")
+    fits.PrimaryHDU(data.astype(np.float32)).writeto(path)
+
+
+@pytest.fixture
+def cutouts(synthetic_data: Path, tmp_path: Path) -> Path:
+    """JPEGs, PNGs of odd sizes and names, and FITS files, some in a subfolder."""
+    folder = tmp_path / "cutouts"
+    (folder / "deep" / "er").mkdir(parents=True)
+    _, paths = list_images(synthetic_data / TEST_IMAGES)
+    shutil.copy(paths[0], folder / "NGC 1300.jpg")
+    with Image.open(paths[1]) as im:
+        im.resize((300, 200)).save(folder / "deep" / "m51,a.png")
+        im.convert("L").resize((101, 101)).save(folder / "deep" / "er" / "UGC_12158.PNG")
+    y, x = np.mgrid[-50:50, -50:50]
+    blob = 100 * np.exp(-(x**2 + y**2) / 200.0)
+    _fits(folder / "single.fits", blob + np.random.default_rng(0).normal(0, 1, blob.shape))
+    _fits(folder / "deep" / "cube.fits", np.stack([blob * 0.5, blob, blob * 2]))
+    return folder
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_any_folder_of_cutouts(run_dir: Path, cutouts: Path, tmp_path: Path) -> None:
+    out, vectors = tmp_path / "p.csv", tmp_path / "e.npy"
+    result = runner.invoke(
+        app, ["predict", str(run_dir), "--images", str(cutouts), "--out", str(out), "--derived",
+              "--embeddings", str(vectors), "--device", "cpu", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = _read(out)
+    assert list(rows[0])[:2] == ["id", COLUMNS[0]] and "GalaxyID" not in rows[0]
+    assert [r["id"] for r in rows] == [
+        "NGC 1300",
+        "cube",
+        "UGC_12158",
+        "m51,a",
+        "single",
+    ]  # by path
+    assert list(rows[0])[-5:] == ["smooth", "featured", "edge_on", "barred", "spiral"]
+    values = np.array([[float(r[c]) for c in COLUMNS] for r in rows])
+    assert values.shape == (5, 37) and values.min() >= 0 and values.max() <= 1
+    emb = np.load(vectors)
+    assert emb.shape[0] == 5 and emb.shape[1] > 1 and np.isfinite(emb).all()
+    assert json.loads(result.stdout)["embeddings"] == str(vectors)
+    # the same images predicted one at a time give the same rows, in the same order
+    single = tmp_path / "one"
+    single.mkdir()
+    shutil.copy(cutouts / "deep" / "m51,a.png", single / "m51,a.png")
+    alone = runner.invoke(app, ["predict", str(run_dir), "--images", str(single),
+                                "--out", str(tmp_path / "one.csv"), "--device", "cpu"])  # fmt: skip
+    assert alone.exit_code == 0, alone.output
+    np.testing.assert_allclose(
+        [float(_read(tmp_path / "one.csv")[0][c]) for c in COLUMNS], values[3], atol=1e-6
+    )
+
+
+def test_a_catalogue_passes_its_columns_through(run_dir: Path, cutouts: Path) -> None:
+    catalogue = cutouts / "catalogue.csv"
+    catalogue.write_text(
+        "id,path,ra,dec\ngal-b,deep/m51,a.png,10.5,-3.25\ngal-a,NGC 1300.jpg,200.1,45.0\n"
+        .replace("deep/m51,a.png", '"deep/m51,a.png"')
+    )  # fmt: skip
+    result = runner.invoke(
+        app, ["predict", str(run_dir), "--catalogue", str(catalogue), "--device", "cpu", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = Path(json.loads(result.stdout)["out"])
+    assert out.name == "predictions.csv"
+    rows = _read(out)
+    assert [(r["id"], r["ra"], r["dec"]) for r in rows] == [
+        ("gal-b", "10.5", "-3.25"), ("gal-a", "200.1", "45.0")
+    ]  # fmt: skip
+    bad = cutouts / "bad.csv"
+    bad.write_text("name,file\nx,y\n")
+    result = runner.invoke(app, ["predict", str(run_dir), "--catalogue", str(bad)])
+    assert result.exit_code == 2 and "columns id and path" in result.stderr
+
+
+def test_unreadable_cutouts_are_named(run_dir: Path, cutouts: Path, tmp_path: Path) -> None:
+    (cutouts / "broken.png").write_bytes(b"not a png")
+    args = ["predict", str(run_dir), "--images", str(cutouts), "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a.csv"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped"] == {"unreadable image": ["broken"]}
+    strict = runner.invoke(app, [*args, "--out", str(tmp_path / "b.csv"), "--strict"])
+    assert strict.exit_code == 2 and "broken" in strict.stderr
+    assert not (tmp_path / "b.csv").exists()
+
+
+def test_kaggle_named_cutouts_make_a_submission(run_dir: Path, synthetic_data: Path) -> None:
+    found = find_cutouts(synthetic_data / TEST_IMAGES)
+    assert found.kaggle and found.ids == sorted(found.ids, key=int)
+
+
+def test_fits_cube_becomes_an_sdss_like_colour_image(cutouts: Path) -> None:
+    img = load_image(cutouts / "deep" / "cube.fits", InputSpec(channels=3, size=32))
+    centre = img[:, 16, 16].astype(int)
+    assert centre[0] > centre[1] > centre[2]  # planes 2, 1, 0 as red, green, blue
+    assert img[:, 1, 1].max() < 40  # dark sky at the edge
+    swapped = load_image(
+        cutouts / "deep" / "cube.fits", InputSpec(channels=3, size=32), fits=FitsOptions((0, 1, 2))
+    )
+    assert swapped[2, 16, 16] > swapped[0, 16, 16]
+    grey = load_image(cutouts / "single.fits", InputSpec(channels=3, size=32))
+    assert abs(int(grey[0, 16, 16]) - int(grey[2, 16, 16])) <= 1 and grey[0, 16, 16] > 100
+
+
+def test_fits_without_astropy_says_how_to_install(
+    cutouts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "astropy", None)
+    monkeypatch.setitem(sys.modules, "astropy.io", None)
+    with pytest.raises(BadInputError, match=r"pip install 'galaxyzoo-cli\[fits\]'"):
+        load_image(cutouts / "single.fits", InputSpec(channels=3, size=32))
+
+
+def test_derived_flags_follow_the_thresholds() -> None:
+    v = np.zeros((4, 37))
+    v[0, 0:3] = [0.8, 0.2, 0.0]  # smooth
+    v[1, 0:3] = [0.1, 0.9, 0.0]  # featured, edge-on
+    v[1, 3:5] = [0.7, 0.2]
+    v[2, 0:3] = [0.0, 1.0, 0.0]  # featured, face-on, barred, spiral
+    v[2, 3:5] = [0.0, 1.0]
+    v[2, 5:7] = [0.6, 0.4]
+    v[2, 7:9] = [0.8, 0.2]
+    v[3, 0:3] = [0.5, 0.45, 0.05]  # both smooth and featured, nothing else
+    v[3, 3:5] = [0.2, 0.25]
+    flags = derived_flags(v)
+    assert flags["smooth"].tolist() == [1, 0, 0, 1]
+    assert flags["featured"].tolist() == [0, 1, 1, 1]
+    assert flags["edge_on"].tolist() == [0, 1, 0, 0]
+    assert flags["barred"].tolist() == [0, 0, 1, 0]
+    assert flags["spiral"].tolist() == [0, 0, 1, 0]
