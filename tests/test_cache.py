@@ -30,9 +30,9 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real = images_module.load_image
 
-    def counting(path, prep, side=None):
+    def counting(path, *args, **kwargs):
         seen.append(Path(path))
-        return real(path, prep, side)
+        return real(path, *args, **kwargs)
 
     monkeypatch.setattr(images_module, "load_image", counting)
     return seen
@@ -76,11 +76,11 @@ def test_interrupted_build_is_never_used(
     real = images_module.load_image
     calls = {"n": 0}
 
-    def interrupting(path, prep, side=None):
+    def interrupting(path, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 20:
             raise KeyboardInterrupt
-        return real(path, prep, side)
+        return real(path, *args, **kwargs)
 
     monkeypatch.setattr(images_module, "load_image", interrupting)
     with pytest.raises(KeyboardInterrupt):
