@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,10 +105,12 @@ def load_images(
             cached = np.load(final, mmap_mode="r")
             unreadable = json.loads(about.read_text(encoding="utf-8")).get("unreadable", {})
             if cached.shape == shape:
+                os.utime(about)  # "last used", for `galaxyzoo cache`
                 return Decoded(cached, {int(i): str(why) for i, why in unreadable.items()})
         except (OSError, ValueError):
             pass  # a damaged cache is built again
     root.mkdir(parents=True, exist_ok=True)
+    _check_room(root, int(np.prod(shape)), reporter)
     start = time.perf_counter()
     with atomic_path(final, suffix=".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -129,6 +132,33 @@ def load_images(
             },
         )
     return Decoded(np.load(final, mmap_mode="r"), unreadable)
+
+
+DISK_MARGIN = 1 << 30
+"""Free space a cache build leaves on its disk (1 GiB)."""
+
+
+def _check_room(root: Path, nbytes: int, reporter: Reporter) -> None:
+    """Say what the cache will cost before it is built; refuse when it would not fit."""
+    free = shutil.disk_usage(root).free
+    reporter.log(
+        f"Caching the decoded images: {_size(nbytes)} in {root} ({_size(free)} free); "
+        "`galaxyzoo cache` lists caches, `galaxyzoo cache clear` removes them."
+    )
+    if nbytes + DISK_MARGIN > free:
+        raise BadInputError(
+            f"{root}: the image cache needs {_size(nbytes)} and only {_size(free)} is free "
+            f"(with {_size(DISK_MARGIN)} to spare). Free some space (`galaxyzoo cache clear`), "
+            "set GALAXYZOO_CACHE_DIR to a larger disk, or decode as you go with --no-cache."
+        )
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"
 
 
 def _side(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None) -> int:
@@ -163,3 +193,100 @@ def load_split(
     va = np.flatnonzero(is_val & decoded.readable)
     images = decoded.pixels
     return images[tr], cat.labels[tr], images[va], cat.labels[va]
+
+
+# ---------------------------------------------------------------------------------------------
+# `galaxyzoo cache`: what the caches hold, and clearing them
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CacheEntry:
+    key: str
+    preprocess: dict[str, object]
+    n_images: int
+    folder: str
+    """The folder of the first image (where the cached images came from)."""
+    bytes: int
+    last_used: float
+    complete: bool = True
+    """False: a build that was interrupted (never used; safe to remove)."""
+
+
+@dataclass
+class CacheReport:
+    root: Path
+    entries: list[CacheEntry]
+    removed: int = 0
+    freed: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "root": str(self.root),
+            "caches": [vars(e) for e in self.entries],
+            "bytes": sum(e.bytes for e in self.entries),
+            "removed": self.removed,
+            "freed_bytes": self.freed,
+        }
+
+    def summary(self) -> str:
+        lines = []
+        if self.removed:
+            lines.append(f"Removed {self.removed} caches from {self.root}: {_size(self.freed)}.")
+        if not self.entries:
+            lines.append(f"No caches in {self.root}." if not self.removed else "")
+            return "\n".join(line for line in lines if line)
+        lines.append(f"{self.root}: {len(self.entries)} caches, "
+                     f"{_size(sum(e.bytes for e in self.entries))}")  # fmt: skip
+        for e in self.entries:
+            p = e.preprocess
+            what = (f"{'gray' if p.get('channels') == 1 else 'RGB'} crop {p.get('crop')} → "
+                    f"{p.get('image_size')} px")  # fmt: skip
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+            state = "" if e.complete else "  (interrupted build)"
+            lines.append(f"  {e.key[:12]}  {e.n_images:>7} images  {_size(e.bytes):>9}  {what:<24}"
+                         f"  last used {used}  {e.folder}{state}")  # fmt: skip
+        return "\n".join(lines)
+
+
+def list_caches(data_dir: Path | None = None, cache_dir: Path | None = None) -> CacheReport:
+    """The caches in the cache folder (of images under ``data_dir`` only, if given)."""
+    root = cache_dir or cache_root()
+    entries = []
+    for about in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            info = json.loads(about.read_text(encoding="utf-8"))
+            array = about.with_suffix(".npy")
+            entries.append(CacheEntry(
+                key=about.stem, preprocess=dict(info.get("preprocess", {})),
+                n_images=int(info.get("n_images", 0)),
+                folder=str(Path(info["first_image"]).parent) if info.get("first_image") else "",
+                bytes=array.stat().st_size if array.is_file() else 0,
+                last_used=about.stat().st_mtime, complete=array.is_file(),
+            ))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    for tmp in sorted(root.glob(".*.tmp")) if root.is_dir() else []:
+        entries.append(CacheEntry(tmp.name, {}, 0, "", tmp.stat().st_size, tmp.stat().st_mtime,
+                                  complete=False))  # fmt: skip
+    if data_dir is not None:
+        under = str(data_dir.resolve())
+        entries = [e for e in entries if e.folder.startswith(under)]
+    return CacheReport(root, entries)
+
+
+def clear_caches(data_dir: Path | None = None, cache_dir: Path | None = None) -> CacheReport:
+    """Remove the caches (of images under ``data_dir`` only, if given) and interrupted builds
+    (those left for ten minutes: a younger one may be a build in progress)."""
+    listed = list_caches(data_dir, cache_dir)
+    removed = freed = 0
+    for e in listed.entries:
+        if not e.complete and time.time() - e.last_used < 600 and e.key.startswith("."):
+            continue
+        for path in (listed.root / f"{e.key}.npy", listed.root / f"{e.key}.json",
+                     listed.root / e.key):  # fmt: skip
+            if path.is_file() and path.parent == listed.root:
+                path.unlink(missing_ok=True)
+        removed += 1
+        freed += e.bytes
+    return CacheReport(listed.root, [], removed, freed)

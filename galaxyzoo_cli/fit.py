@@ -33,6 +33,9 @@ from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
 from galaxyzoo_cli.settings import Loss, Optimizer, Schedule, TrainConfig
 from galaxyzoo_cli.tracking import TensorBoard, check_available
 
+_ESTIMATE_AFTER = 10
+"""Batches after which training says how long an epoch will take."""
+
 Images = np.ndarray | torch.Tensor
 """uint8 images (N, C, S, S) in memory, memory-mapped, or on the GPU; or float features (N, F)."""
 
@@ -232,8 +235,9 @@ class Fit:
         steps_per_epoch = max(1, math.ceil(n_train / (per_rank * rt.world_size)))
         total_steps, warmup = epochs * steps_per_epoch, int(c.warmup_epochs * steps_per_epoch)
         per_epoch = n_train // rt.world_size * rt.world_size  # equal shares: ranks in lockstep
+        first_epoch = p.epoch + 1
         try:
-            for epoch in range(p.epoch + 1, epochs + 1):
+            for epoch in range(first_epoch, epochs + 1):
                 start = time.perf_counter()
                 # Shuffle (the same permutation on every rank), then take this rank's share.
                 perm = torch.randperm(n_train, generator=self.generator).numpy()[:per_epoch]
@@ -264,6 +268,8 @@ class Fit:
                         loss_sum += loss.detach()
                         n_batches += 1
                         task.advance(len(idx))
+                        if epoch == first_epoch and n_batches == _ESTIMATE_AFTER:
+                            self._estimate(start, steps_per_epoch, epochs - epoch + 1, reporter)
                         # Stop a diverged epoch early (alone: distributed ranks step together).
                         if not rt.distributed and n_batches % 50 == 0:
                             if not torch.isfinite(loss_sum):
@@ -314,6 +320,17 @@ class Fit:
                 f"Continue with: galaxyzoo train --resume {run_dir} --epochs {epochs}"
             ) from None
         return False
+
+    @staticmethod
+    def _estimate(start: float, steps: int, epochs: int, reporter: Reporter) -> None:
+        """The cost, said after the first batches: an epoch's training steps, and the run's."""
+        if steps <= 2 * _ESTIMATE_AFTER:
+            return  # a short epoch says it itself
+        per_epoch = (time.perf_counter() - start) / _ESTIMATE_AFTER * steps
+        reporter.log(
+            f"About {per_epoch:.0f} s per epoch ({per_epoch * epochs / 60:.1f} min for "
+            f"{epochs} epoch{'s' if epochs != 1 else ''}, without validation)."
+        )
 
     @torch.no_grad()
     def validate(self, x: Images, y: np.ndarray) -> tuple[float, float]:

@@ -32,6 +32,7 @@ from PIL import Image
 from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, write_labels
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import install_entries, write_json_atomic
+from galaxyzoo_cli.images import default_workers
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.rendering import (
     BULGE_SHAPES,
@@ -318,13 +319,15 @@ def generate(
     n_test: int = 0,
     seed: int = 0,
     force: bool = False,
+    workers: int | None = None,
     reporter: Reporter = SILENT,
 ) -> SyntheticResult:
     """Write ``n_train`` labelled and ``n_test`` unlabelled synthetic galaxies in the Kaggle layout.
 
     Files: ``images_training_rev1/<GalaxyID>.jpg``, ``training_solutions_rev1.csv`` (rows sorted
     by GalaxyID), ``images_test_rev1/<GalaxyID>.jpg`` (only when ``n_test`` > 0) and
-    ``SYNTHETIC.json``. The same arguments give byte-identical files.
+    ``SYNTHETIC.json``. The same arguments give byte-identical files, whatever the number of
+    ``workers`` (processes rendering; default: the CPUs, at most 8).
 
     Everything is written into a temporary sibling folder and moved into place at the end, so an
     interrupted run leaves ``data_dir`` as it was. If ``data_dir`` already holds exactly this
@@ -363,7 +366,10 @@ def generate(
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{data_dir.resolve().name}.", suffix=".tmp", dir=parent))
     try:
-        n_bytes = _write_layout(tmp, n_train, n_test, seed, reporter)
+        n_workers = workers or default_workers()
+        if (n_train + n_test) < 4 * _RENDER_CHUNK:
+            n_workers = 1  # a small folder: starting processes costs more than it saves
+        n_bytes = _write_layout(tmp, n_train, n_test, seed, n_workers, reporter)
         write_json_atomic(tmp / MARKER, marker)
         # The marker goes last: a layout is only complete once it is there.
         install_entries(tmp, data_dir, _LAYOUT)
@@ -375,25 +381,68 @@ def generate(
     )
 
 
-def _write_layout(folder: Path, n_train: int, n_test: int, seed: int, reporter: Reporter) -> int:
-    """Render all galaxies into ``folder`` and write the labels; returns the JPEG bytes written."""
+_RENDER_CHUNK = 200
+
+
+def _render_chunk(
+    folder: Path, seed: int, test: bool, start: int, ids: list[int]
+) -> tuple[int, np.ndarray, int]:
+    """Render galaxies ``start``… (their GalaxyIDs ``ids``) into ``folder``; returns the start,
+    their label rows (training galaxies) and the JPEG bytes written. Runs in a worker process."""
+    labels = np.zeros((len(ids), N_OUTPUTS))
+    n_bytes = 0
+    for k, gid in enumerate(ids):
+        rng = _galaxy_rng(seed, test, start + k)
+        params = sample_galaxy(rng)
+        if not test:
+            labels[k] = vote_fractions(params, rng)
+        data = _jpeg(render_image(params, rng))
+        (folder / f"{gid}.jpg").write_bytes(data)
+        n_bytes += len(data)
+    return start, labels, n_bytes
+
+
+def _write_layout(
+    folder: Path, n_train: int, n_test: int, seed: int, workers: int, reporter: Reporter
+) -> int:
+    """Render all galaxies into ``folder`` (in ``workers`` processes) and write the labels;
+    returns the JPEG bytes written. Each galaxy has its own seed, so the files do not depend on
+    the number of workers."""
+    from concurrent.futures import Future, ProcessPoolExecutor
+
     n_bytes = 0
     labels = np.zeros((n_train, N_OUTPUTS))
+    jobs = []
+    for test, n in ((False, n_train), (True, n_test)):
+        if n == 0:
+            continue
+        images = folder / (TEST_IMAGES if test else TRAIN_IMAGES)
+        images.mkdir()
+        ids = galaxy_ids(n, seed, test).tolist()
+        jobs += [(images, seed, test, s, ids[s : s + _RENDER_CHUNK])
+                 for s in range(0, n, _RENDER_CHUNK)]  # fmt: skip
     with reporter.task("Rendering galaxies", n_train + n_test) as task:
-        for test, n in ((False, n_train), (True, n_test)):
-            if n == 0:
-                continue
-            images = folder / (TEST_IMAGES if test else TRAIN_IMAGES)
-            images.mkdir()
-            for i, gid in enumerate(galaxy_ids(n, seed, test).tolist()):
-                rng = _galaxy_rng(seed, test, i)
-                params = sample_galaxy(rng)
-                if not test:
-                    labels[i] = vote_fractions(params, rng)
-                data = _jpeg(render_image(params, rng))
-                (images / f"{gid}.jpg").write_bytes(data)
-                n_bytes += len(data)
-                task.advance()
+        if workers <= 1:
+            for job in jobs:
+                start, rows, written = _render_chunk(*job)
+                n_bytes += written
+                if not job[2]:
+                    labels[start : start + len(rows)] = rows
+                task.advance(len(rows))
+        else:
+            pool = ProcessPoolExecutor(workers)
+            try:
+                futures: list[tuple[Future[tuple[int, np.ndarray, int]], bool]] = [
+                    (pool.submit(_render_chunk, *job), job[2]) for job in jobs
+                ]
+                for future, test in futures:
+                    start, rows, written = future.result()
+                    n_bytes += written
+                    if not test:
+                        labels[start : start + len(rows)] = rows
+                    task.advance(len(rows))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     ids = galaxy_ids(n_train, seed)
     order = np.argsort(ids)
     write_labels(folder / LABELS_CSV, ids[order], labels[order])

@@ -105,3 +105,84 @@ def test_cache_location_follows_environment(
     monkeypatch.delenv("GALAXYZOO_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache.cache_root() == tmp_path / "xdg" / "galaxyzoo-cli"
+
+
+def test_the_cache_command_lists_and_clears(
+    images: list[Path], synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import time
+
+    from typer.testing import CliRunner
+
+    from galaxyzoo_cli.cli import app
+
+    runner = CliRunner()
+    root = tmp_path / "c"
+    monkeypatch.setenv("GALAXYZOO_CACHE_DIR", str(root))
+    cache.load_images(images, PREP)
+    other = list_images(synthetic_data / TRAIN_IMAGES)[1][:10]
+    cache.load_images(other, PREP)
+    stale = root / ".abc.npy.123.tmp"  # an interrupted build, an hour old
+    stale.write_bytes(b"x" * 100)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    listed = json.loads(runner.invoke(app, ["cache", "--json"]).stdout)
+    assert len(listed["caches"]) == 3 and listed["bytes"] > 40 * 32 * 32
+    sizes = sorted(c["n_images"] for c in listed["caches"] if c["complete"])
+    assert sizes == [10, 40] and [c["complete"] for c in listed["caches"]].count(False) == 1
+    mine = json.loads(
+        runner.invoke(app, ["cache", "list", "--data-dir", str(images[0].parent), "--json"]).stdout
+    )
+    assert [c["n_images"] for c in mine["caches"]] == [40]
+    human = runner.invoke(app, ["cache"]).stdout
+    assert "40 images" in human and "gray crop 256 → 32 px" in human
+    cleared = json.loads(
+        runner.invoke(app, ["cache", "clear", "--data-dir", str(images[0].parent), "--json"]).stdout
+    )
+    assert cleared["removed"] == 1 and cleared["freed_bytes"] > 40 * 32 * 32
+    left = json.loads(runner.invoke(app, ["cache", "--json"]).stdout)["caches"]
+    assert sorted(c["n_images"] for c in left) == [0, 10]
+    assert runner.invoke(app, ["cache", "clear"]).exit_code == 0
+    assert not list(root.iterdir())
+
+
+def test_a_cache_that_would_not_fit_is_refused(
+    images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from galaxyzoo_cli.errors import BadInputError
+
+    root = tmp_path / "c"
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        cache.shutil, "disk_usage", lambda p: real(p)._replace(free=cache.DISK_MARGIN + 1000)
+    )
+    with pytest.raises(BadInputError, match=r"needs 41.0 KB and only 1\.1 GB is free.*--no-cache"):
+        cache.load_images(images, PREP, cache_dir=root)
+    assert not list(root.glob("*.npy"))
+    said: list[str] = []
+
+    class Recorder:
+        def task(self, *a, **k):  # noqa: ANN002, ANN003, ANN201
+            import contextlib
+
+            return contextlib.nullcontext(type("T", (), {"advance": lambda self, n=1: None})())
+
+        def log(self, message: str) -> None:
+            said.append(message)
+
+    monkeypatch.setattr(cache.shutil, "disk_usage", real)
+    cache.load_images(images, PREP, cache_dir=root, reporter=Recorder())
+    assert any("Caching the decoded images: 41.0 KB" in m and "free" in m for m in said)
+
+
+def test_training_estimates_the_epoch(synthetic_data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from galaxyzoo_cli.cli import app
+
+    result = CliRunner().invoke(
+        app, ["train", "--model", "test_tiny", "--batch-size", "4", "--epochs", "2", "--device",
+              "cpu", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "s per epoch (" in result.stderr and "min for 2 epochs" in result.stderr

@@ -203,6 +203,29 @@ def test_same_seed_gives_identical_files_and_prefix_galaxies(layout: Path, tmp_p
         assert image == (layout / data.TRAIN_IMAGES / name).read_bytes()
 
 
+def test_worker_processes_give_the_same_bytes(layout: Path, tmp_path: Path) -> None:
+    """Rendered by 2 processes (enough galaxies to use them): the same files as one process."""
+    n = 4 * synthetic._RENDER_CHUNK + 20
+    many = tmp_path / "many"
+    synthetic.generate(many, n_train=n, seed=SEED, workers=2)
+    full = data.read_labels(many / data.LABELS_CSV)
+    ids = synthetic.galaxy_ids(n, SEED).tolist()
+    for start in (0, n - 3):  # one process, directly, for a chunk at each end
+        folder = tmp_path / f"one-{start}"
+        folder.mkdir()
+        _, rows, _ = synthetic._render_chunk(folder, SEED, False, start, ids[start : start + 3])
+        for k, gid in enumerate(ids[start : start + 3]):
+            assert (folder / f"{gid}.jpg").read_bytes() == (
+                many / data.TRAIN_IMAGES / f"{gid}.jpg"
+            ).read_bytes()
+            row = full.values[np.searchsorted(full.ids, gid)]
+            np.testing.assert_allclose(row, rows[k], rtol=1e-6, atol=1e-8)
+    # and the first galaxies are those of the small, single-process folder
+    small = data.read_labels(layout / data.LABELS_CSV)
+    shared = np.intersect1d(small.ids, full.ids)
+    assert len(shared) == N_TRAIN
+
+
 def test_other_seed_gives_other_galaxies(layout: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     synthetic.generate(other, n_train=N_TRAIN, seed=SEED + 1)
@@ -253,7 +276,8 @@ def test_force_replaces_only_the_layout(tmp_path: Path) -> None:
 
 
 class _InterruptingReporter:
-    """Raises KeyboardInterrupt (as Ctrl-C would) after ``after`` rendered images."""
+    """Raises KeyboardInterrupt (as Ctrl-C would) after ``after`` rendered images (progress
+    comes in chunks: the count is of images, rounded up to a chunk)."""
 
     def __init__(self, after: int) -> None:
         self.after = after
@@ -263,7 +287,7 @@ class _InterruptingReporter:
         yield self
 
     def advance(self, n: float = 1) -> None:
-        self.after -= 1
+        self.after -= n
         if self.after <= 0:
             raise KeyboardInterrupt
 

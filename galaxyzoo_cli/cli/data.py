@@ -33,6 +33,10 @@ def fetch(
         ),
     ] = 0,
     seed: Seed = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="With --synthetic: processes rendering (default: CPUs)."),
+    ] = None,
     keep_archives: Annotated[
         bool, typer.Option("--keep-archives", help="Keep the downloaded zip files.")
     ] = False,
@@ -44,8 +48,9 @@ def fetch(
         from galaxyzoo_cli.synthetic import generate
 
         result: Any = generate(
-            data_dir, synthetic, test_images, seed=seed, force=force, reporter=reporter
-        )
+            data_dir, synthetic, test_images, seed=seed, force=force, workers=workers,
+            reporter=reporter,
+        )  # fmt: skip
     else:
         if test_images:
             raise BadInputError("--test-images only goes with --synthetic N.")
@@ -132,3 +137,43 @@ def models(
         )
     Console(width=max(120, Console().width)).print(table)
     typer.echo("Any timm architecture also works as timm/<name> (e.g. timm/resnet50).")
+
+
+cache_app = typer.Typer(
+    name="cache",
+    help="The decoded-image caches: list them (default) or clear them.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(cache_app)
+CacheDataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Only the caches of images in this folder.", show_default=False
+    ),
+]
+
+
+@cache_app.callback()
+def cache(ctx: typer.Context, data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
+    """The decoded-image caches: preprocessing, images, size, last used."""
+    if ctx.invoked_subcommand is None:
+        from galaxyzoo_cli.cache import list_caches
+
+        emit(list_caches(data_dir), as_json)
+
+
+@cache_app.command("list")
+def cache_list(data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
+    """List the caches: preprocessing, images, size, last used."""
+    from galaxyzoo_cli.cache import list_caches
+
+    emit(list_caches(data_dir), as_json)
+
+
+@cache_app.command("clear")
+def cache_clear(data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
+    """Remove the caches (of --data-dir only, if given); they are rebuilt when needed."""
+    from galaxyzoo_cli.cache import clear_caches
+
+    emit(clear_caches(data_dir), as_json)
