@@ -173,6 +173,22 @@ def _side(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None) -> i
     return 1
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Some rows of an image array (the memory-mapped cache) without a copy of them: a batch
+    reads only its own rows, so no process holds the whole set twice."""
+
+    array: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The images at positions ``index`` of these rows (a copy of those only)."""
+        return self.array[self.rows[index]]
+
+
 def load_split(
     cat: Catalogue,
     val_ids: np.ndarray,
@@ -182,7 +198,7 @@ def load_split(
     workers: int | None = None,
     use_cache: bool = True,
     reporter: Reporter = SILENT,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[Rows, np.ndarray, Rows, np.ndarray]:
     """Training and validation images (uint8) and labels of a catalogue: (x_train, y_train,
     x_val, y_val), the images decoded once through the cache. Galaxies whose image cannot be
     read are left out and added to ``skipped``."""
@@ -192,7 +208,7 @@ def load_split(
     tr = np.flatnonzero(~is_val & decoded.readable)
     va = np.flatnonzero(is_val & decoded.readable)
     images = decoded.pixels
-    return images[tr], cat.labels[tr], images[va], cat.labels[va]
+    return Rows(images, tr), cat.labels[tr], Rows(images, va), cat.labels[va]
 
 
 # ---------------------------------------------------------------------------------------------

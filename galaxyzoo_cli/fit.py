@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from galaxyzoo_cli import losses, transforms
-from galaxyzoo_cli.cache import load_split
+from galaxyzoo_cli.cache import Rows, load_split
 from galaxyzoo_cli.data import Skipped, load_catalogue, split_ids
 from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
 from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
+from galaxyzoo_cli.images import batch_for
 from galaxyzoo_cli.metrics import ErrorSum, column_means
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
 from galaxyzoo_cli.models.network import GalaxyModel, create_model
@@ -36,8 +37,9 @@ from galaxyzoo_cli.tracking import TensorBoard, check_available
 _ESTIMATE_AFTER = 10
 """Batches after which training says how long an epoch will take."""
 
-Images = np.ndarray | torch.Tensor
-"""uint8 images (N, C, S, S) in memory, memory-mapped, or on the GPU; or float features (N, F)."""
+Images = Rows | np.ndarray | torch.Tensor
+"""uint8 images (N, C, S, S): rows of the memory-mapped cache, or on the GPU; or float features
+(N, F)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,11 +141,18 @@ def prepare(
     return setup, reporter
 
 
-def _take(x: Images, idx: np.ndarray) -> Images:
-    """Rows ``idx`` of a NumPy array or (GPU) tensor."""
+def _take(x: Images, idx: np.ndarray) -> np.ndarray | torch.Tensor:
+    """Rows ``idx`` of cached images, an array or a (GPU) tensor."""
+    if isinstance(x, Rows):
+        return x.take(idx)
     if isinstance(x, np.ndarray):
         return x[idx]
     return x[torch.from_numpy(idx).to(x.device)]
+
+
+def _eval_batch(setup: Setup) -> int:
+    """Images per evaluation batch: 512 at 64 px, fewer for larger inputs; features: 512."""
+    return 512 if setup.features is not None else batch_for(setup.model_config.input.size, 512)
 
 
 def _lr_factor(step: int, warmup: int, total: int, schedule: Schedule) -> float:
@@ -346,8 +355,9 @@ class Fit:
         net.eval()
         share = np.arange(rt.rank, len(y), rt.world_size)
         errors, loss_sum, loss_cells = ErrorSum(), 0.0, 0
-        for b in range(0, len(share), 512):
-            idx = share[b : b + 512]
+        step = _eval_batch(self.setup)
+        for b in range(0, len(share), step):
+            idx = share[b : b + step]
             xb = to_float(_take(x, idx), rt.device)
             yb = torch.from_numpy(y[idx]).to(rt.device)
             with autocast(rt.device, c.amp):
@@ -443,9 +453,11 @@ class Fit:
         out = []
         for name, x in (("training", s.x_train), ("validation", s.x_val)):
             feats = [torch.empty(0, int(self.model.features.num_features))]  # type: ignore[arg-type]
+            step = _eval_batch(s)
             with reporter.task(f"Features ({name})", len(x)) as task:
-                for b in range(0, len(x), 256):
-                    batch = to_float(x[b : b + 256], s.runtime.device)
+                for b in range(0, len(x), step):
+                    index = np.arange(b, min(b + step, len(x)))
+                    batch = to_float(_take(x, index), s.runtime.device)
                     with autocast(s.runtime.device, s.config.amp):
                         feats.append(self.model.embed(batch).float().cpu())
                     task.advance(len(batch))

@@ -196,6 +196,12 @@ def load_image(
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def batch_for(side: int | None, at_64: int) -> int:
+    """Images per batch for inputs of ``side`` pixels: ``at_64`` at 64 px, scaled down with the
+    area (activation memory grows with it), at least 16."""
+    return max(16, int(at_64 * (64 / (side or 64)) ** 2))
+
+
 def default_workers() -> int:
     """Decoding threads: the CPUs this process may use (all of them where that is unknown), ≤ 8."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None

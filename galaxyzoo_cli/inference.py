@@ -41,7 +41,7 @@ from galaxyzoo_cli.data import (
 from galaxyzoo_cli.device import autocast, choose_device, to_float
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
-from galaxyzoo_cli.images import InputSpec
+from galaxyzoo_cli.images import InputSpec, batch_for
 from galaxyzoo_cli.metrics import column_means, score
 from galaxyzoo_cli.models.network import GalaxyModel
 from galaxyzoo_cli.progress import SILENT, Reporter
@@ -84,17 +84,18 @@ def _image_chunks(
     unreadable: dict[int, str],
     fits: FitsOptions | None = None,
 ) -> Iterator[np.ndarray]:
-    """uint8 chunks (n, C, S, S) of the images, in order, bounded in size; the images that
-    cannot be read are added to ``unreadable`` (position: reason)."""
+    """uint8 chunks (n, C, S, S) of the images, in order, bounded in size (4,096 images at 64 px,
+    fewer when larger); the images that cannot be read are added to ``unreadable``."""
+    chunk = batch_for(spec.size, _CHUNK)
     if use_cache:
         decoded = load_images(paths, spec, workers=workers, reporter=reporter, fits=fits)
         unreadable.update(decoded.unreadable)
-        for s in range(0, len(paths), _CHUNK):
-            yield np.array(decoded.pixels[s : s + _CHUNK])  # a writable copy, bounded in size
+        for s in range(0, len(paths), chunk):
+            yield np.array(decoded.pixels[s : s + chunk])  # a writable copy, bounded in size
     else:
-        for s in range(0, len(paths), _CHUNK):
+        for s in range(0, len(paths), chunk):
             part = load_images(
-                paths[s : s + _CHUNK], spec, workers=workers, use_cache=False, fits=fits
+                paths[s : s + chunk], spec, workers=workers, use_cache=False, fits=fits
             )
             unreadable.update({s + i: why for i, why in part.unreadable.items()})
             yield part.pixels
@@ -157,19 +158,21 @@ def predict_paths(
     device: torch.device,
     *,
     tta: int = 1,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     use_cache: bool = True,
     workers: int | None = None,
     embeddings: bool = False,
     fits: FitsOptions | None = None,
     reporter: Reporter = SILENT,
 ) -> Predictions:
-    """A run's predictions for image files, with its own input spec."""
+    """A run's predictions for image files, with its own input spec (``batch_size``: 256
+    images at 64 px by default, fewer for larger inputs)."""
     unreadable: dict[int, str] = {}
     chunks = _image_chunks(paths, loaded.input, use_cache, workers, reporter, unreadable, fits)
     values, feats = predict_images(
-        loaded.model, chunks, len(paths), device, tta=tta, batch_size=batch_size,
-        embeddings=embeddings, reporter=reporter,
+        loaded.model, chunks, len(paths), device, tta=tta,
+        batch_size=batch_size or batch_for(loaded.input.size, 256), embeddings=embeddings,
+        reporter=reporter,
     )  # fmt: skip
     values[list(unreadable)] = np.nan
     return Predictions(values, unreadable, feats)
@@ -430,7 +433,7 @@ def predict(
     out: Path | None = None,
     tta: int = 1,
     device: str = "auto",
-    batch_size: int = 256,
+    batch_size: int | None = None,
     use_cache: bool = True,
     workers: int | None = None,
     strict: bool = False,

@@ -152,7 +152,12 @@ def predict(
         ),
     ] = None,
     tta: Tta = 1,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 256,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", "-b", help="Images per batch (default: 256 at 64 px, fewer if larger)."
+        ),
+    ] = None,
     workers: Workers = None,
     cache: Cache = True,
     strict: Strict = False,
