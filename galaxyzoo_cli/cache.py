@@ -66,7 +66,7 @@ class Decoded:
     """Preprocessed images (N, C, S, S) uint8, and the positions of those that could not be read
     (their rows are zeros) with the reason."""
 
-    pixels: np.ndarray
+    pixels: np.ndarray | LazyPixels
     unreadable: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -77,6 +77,12 @@ class Decoded:
         return ok
 
 
+CACHE_AUTO_LIMIT = 4_000_000_000
+"""Above this size (bytes) a cache is built only when asked (``--cache``): larger inputs are
+decoded as they are needed (measured in docs/performance.md: a 224-px backbone spends far more
+time in its own compute than in decoding, and the full set at 224 px would take 21 GB)."""
+
+
 def load_images(
     paths: Sequence[Path],
     spec: InputSpec,
@@ -84,20 +90,23 @@ def load_images(
     workers: int | None = None,
     reporter: Reporter = SILENT,
     cache_dir: Path | None = None,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     fits: FitsOptions | None = None,
 ) -> Decoded:
     """All images preprocessed, as a uint8 array (N, C, S, S).
 
-    With ``use_cache`` the array comes from (or is first written to) the cache folder and is
-    memory-mapped; otherwise it is decoded into memory. Unreadable images are listed, not raised.
+    ``use_cache``: True: from (or first written to) the cache folder, memory-mapped; False:
+    decoded when read (:class:`LazyPixels`, after a quick pass that finds unreadable files);
+    None (default): the cache for up to :data:`CACHE_AUTO_LIMIT` bytes that fit on its disk,
+    decoded when read above that. Unreadable images are listed, not raised.
     """
-    side = _side(paths, spec, fits)
+    side = image_size_of(paths, spec, fits)
     shape = (len(paths), spec.channels, side, side)
-    if not use_cache:
-        out = np.empty(shape, dtype=np.uint8)
-        return Decoded(out, decode_into(out, paths, spec, workers, reporter, fits))
     root = cache_dir or cache_root()
+    if not _wants_cache(int(np.prod(shape)), use_cache, root, reporter):
+        quick = np.empty((len(paths), 3, 8, 8), np.uint8)  # decode small: just to find the bad
+        bad = decode_into(quick, paths, InputSpec(3, size=8), workers, reporter, fits)
+        return Decoded(LazyPixels(list(paths), spec, side, workers, fits), bad)
     key = cache_key(paths, spec, fits)
     final, about = root / f"{key}.npy", root / f"{key}.json"
     if final.is_file():
@@ -134,6 +143,56 @@ def load_images(
     return Decoded(np.load(final, mmap_mode="r"), unreadable)
 
 
+def will_cache(paths: Sequence[Path], spec: InputSpec, use_cache: bool | None) -> bool:
+    """Whether :func:`load_images` would use the cache for these images (no message)."""
+    side = spec.size or 424
+    return _wants_cache(len(paths) * spec.channels * side * side, use_cache, cache_root(), SILENT)
+
+
+def _wants_cache(nbytes: int, use_cache: bool | None, root: Path, reporter: Reporter) -> bool:
+    if use_cache is not None:
+        return use_cache
+    if nbytes > CACHE_AUTO_LIMIT:
+        reporter.log(
+            f"Decoding images as they are needed: a cache would take {_size(nbytes)} "
+            f"(more than {_size(CACHE_AUTO_LIMIT)}; --cache builds it anyway)."
+        )
+        return False
+    probe = root if root.exists() else root.parent if root.parent.exists() else Path.home()
+    if nbytes + DISK_MARGIN > shutil.disk_usage(probe).free:
+        reporter.log(f"Decoding images as they are needed: no room for a {_size(nbytes)} cache.")
+        return False
+    return True
+
+
+class LazyPixels:
+    """Images decoded when read, behind an array's indexing: ``pixels[rows]`` decodes those
+    rows (with threads) into a new uint8 array. For inputs too large to cache."""
+
+    def __init__(
+        self,
+        paths: list[Path],
+        spec: InputSpec,
+        side: int,
+        workers: int | None,
+        fits: FitsOptions | None,
+    ) -> None:
+        self.paths, self.spec, self.side, self.workers, self.fits = paths, spec, side, workers, fits
+        self.shape = (len(paths), spec.channels, side, side)
+        self.dtype = np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: slice | np.ndarray | int) -> np.ndarray:
+        picked = np.arange(len(self.paths))[index]
+        rows = np.atleast_1d(picked)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        decode_into(out, [self.paths[int(i)] for i in rows], self.spec, self.workers, SILENT,
+                    self.fits)  # fmt: skip
+        return out if np.ndim(picked) else out[0]
+
+
 DISK_MARGIN = 1 << 30
 """Free space a cache build leaves on its disk (1 GiB)."""
 
@@ -161,8 +220,8 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.1f} TB"
 
 
-def _side(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None) -> int:
-    """The output side: the spec's, else that of the first readable image."""
+def image_size_of(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None) -> int:
+    """The output side of a set of images: the spec's, else that of the first readable one."""
     if spec.size is not None:
         return spec.size
     for path in paths:
@@ -178,7 +237,7 @@ class Rows:
     """Some rows of an image array (the memory-mapped cache) without a copy of them: a batch
     reads only its own rows, so no process holds the whole set twice."""
 
-    array: np.ndarray
+    array: np.ndarray | LazyPixels
     rows: np.ndarray
 
     def __len__(self) -> int:
@@ -196,7 +255,7 @@ def load_split(
     skipped: Skipped,
     *,
     workers: int | None = None,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     reporter: Reporter = SILENT,
 ) -> tuple[Rows, np.ndarray, Rows, np.ndarray]:
     """Training and validation images (uint8) and labels of a catalogue: (x_train, y_train,

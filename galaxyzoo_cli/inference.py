@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from galaxyzoo_cli import provenance
-from galaxyzoo_cli.cache import load_images
+from galaxyzoo_cli.cache import image_size_of, load_images, will_cache
 from galaxyzoo_cli.cutouts import (
     Cutouts,
     FitsOptions,
@@ -41,7 +41,7 @@ from galaxyzoo_cli.data import (
 from galaxyzoo_cli.device import autocast, choose_device, to_float
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
-from galaxyzoo_cli.images import InputSpec, batch_for
+from galaxyzoo_cli.images import InputSpec, batch_for, decode_into
 from galaxyzoo_cli.metrics import column_means, score
 from galaxyzoo_cli.models.network import GalaxyModel
 from galaxyzoo_cli.progress import SILENT, Reporter
@@ -78,27 +78,33 @@ def load_run(run: str | os.PathLike[str], device: torch.device) -> LoadedRun:
 def _image_chunks(
     paths: Sequence[Path],
     spec: InputSpec,
-    use_cache: bool,
+    use_cache: bool | None,
     workers: int | None,
     reporter: Reporter,
     unreadable: dict[int, str],
     fits: FitsOptions | None = None,
 ) -> Iterator[np.ndarray]:
     """uint8 chunks (n, C, S, S) of the images, in order, bounded in size (4,096 images at 64 px,
-    fewer when larger); the images that cannot be read are added to ``unreadable``."""
+    fewer when larger), from the cache or decoded chunk by chunk (see
+    :func:`galaxyzoo_cli.cache.load_images` for when); the images that cannot be read are added
+    to ``unreadable``."""
     chunk = batch_for(spec.size, _CHUNK)
-    if use_cache:
-        decoded = load_images(paths, spec, workers=workers, reporter=reporter, fits=fits)
+    if will_cache(paths, spec, use_cache):
+        decoded = load_images(
+            paths, spec, workers=workers, reporter=reporter, use_cache=True, fits=fits
+        )
         unreadable.update(decoded.unreadable)
         for s in range(0, len(paths), chunk):
             yield np.array(decoded.pixels[s : s + chunk])  # a writable copy, bounded in size
-    else:
-        for s in range(0, len(paths), chunk):
-            part = load_images(
-                paths[s : s + chunk], spec, workers=workers, use_cache=False, fits=fits
-            )
-            unreadable.update({s + i: why for i, why in part.unreadable.items()})
-            yield part.pixels
+        return
+    if use_cache is None:
+        reporter.log("Decoding the images as they are predicted (a cache would be too large).")
+    side = spec.size or image_size_of(paths, spec, fits)
+    for s in range(0, len(paths), chunk):
+        part = np.empty((len(paths[s : s + chunk]), spec.channels, side, side), np.uint8)
+        found = decode_into(part, paths[s : s + chunk], spec, workers, SILENT, fits)
+        unreadable.update({s + i: why for i, why in found.items()})
+        yield part
 
 
 @dataclass
@@ -159,7 +165,7 @@ def predict_paths(
     *,
     tta: int = 1,
     batch_size: int | None = None,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     workers: int | None = None,
     embeddings: bool = False,
     fits: FitsOptions | None = None,
@@ -186,7 +192,7 @@ def split_predictions(
     *,
     sample: int | None = None,
     tta: int = 1,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     workers: int | None = None,
     reporter: Reporter = SILENT,
 ) -> tuple[Catalogue, np.ndarray]:
@@ -288,7 +294,7 @@ def evaluate(
     split: EvalSplit | str = EvalSplit.VAL,
     tta: int = 1,
     device: str = "auto",
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     workers: int | None = None,
     write: bool = True,
     out: Path | None = None,
@@ -434,7 +440,7 @@ def predict(
     tta: int = 1,
     device: str = "auto",
     batch_size: int | None = None,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     workers: int | None = None,
     strict: bool = False,
     derived: bool = False,

@@ -60,7 +60,7 @@ def plot_runs(
     out_dir: Path | None = None,
     data_dir: Path | None = None,
     device: str = "auto",
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     workers: int | None = None,
     reporter: Reporter = SILENT,
 ) -> PlotResult:
@@ -158,7 +158,7 @@ def collect_run(
     dev: torch.device,
     data_dir: Path | None,
     catalogues: dict[Path, Catalogue],
-    use_cache: bool,
+    use_cache: bool | None,
     workers: int | None,
     reporter: Reporter,
 ) -> RunData:

@@ -77,7 +77,7 @@ def report(
     out: Path | None = None,
     data_dir: Path | None = None,
     device: str = "auto",
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     workers: int | None = None,
     reporter: Reporter = SILENT,
 ) -> ReportResult:

@@ -133,7 +133,8 @@ class TrainConfig:
     name: str | None = None
     device: str = "auto"
     amp: bool = True
-    cache: bool = True
+    cache: bool | None = None
+    """Decoded images in the on-disk cache: None: when it takes up to 4 GB and fits."""
     strict: bool = False
     """Stop at a labelled galaxy without a readable image instead of leaving it out."""
     log: Tracker = Tracker.NONE

@@ -146,33 +146,59 @@ def test_the_cache_command_lists_and_clears(
     assert not list(root.iterdir())
 
 
-def test_a_cache_that_would_not_fit_is_refused(
+class _Recorder:
+    """A reporter that keeps the messages."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def task(self, description: str, total: float | None):  # type: ignore[no-untyped-def]
+        import contextlib
+
+        return contextlib.nullcontext(type("T", (), {"advance": lambda self, n=1: None})())
+
+    def log(self, message: str) -> None:
+        self.said.append(message)
+
+
+def test_a_cache_that_would_not_fit_is_refused_or_skipped(
     images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from galaxyzoo_cli.errors import BadInputError
 
     root = tmp_path / "c"
     real = shutil.disk_usage
-    monkeypatch.setattr(
-        cache.shutil, "disk_usage", lambda p: real(p)._replace(free=cache.DISK_MARGIN + 1000)
-    )
+    tight = lambda p: real(p)._replace(free=cache.DISK_MARGIN + 1000)  # noqa: E731
+    monkeypatch.setattr(cache.shutil, "disk_usage", tight)
+    # Asked for (--cache): a clear refusal naming the sizes and the ways out.
     with pytest.raises(BadInputError, match=r"needs 41.0 KB and only 1\.1 GB is free.*--no-cache"):
-        cache.load_images(images, PREP, cache_dir=root)
-    assert not list(root.glob("*.npy"))
-    said: list[str] = []
-
-    class Recorder:
-        def task(self, *a, **k):  # noqa: ANN002, ANN003, ANN201
-            import contextlib
-
-            return contextlib.nullcontext(type("T", (), {"advance": lambda self, n=1: None})())
-
-        def log(self, message: str) -> None:
-            said.append(message)
-
+        cache.load_images(images, PREP, cache_dir=root, use_cache=True)
+    # By default: decoded as needed instead, and said so.
+    rec = _Recorder()
+    lazy = cache.load_images(images, PREP, cache_dir=root, reporter=rec)
+    assert isinstance(lazy.pixels, cache.LazyPixels) and not list(root.glob("*.npy"))
+    assert any("no room for a 41.0 KB cache" in m for m in rec.said)
+    np.testing.assert_array_equal(lazy.pixels[np.array([3, 39])][1], load_image(images[39], PREP))
     monkeypatch.setattr(cache.shutil, "disk_usage", real)
-    cache.load_images(images, PREP, cache_dir=root, reporter=Recorder())
-    assert any("Caching the decoded images: 41.0 KB" in m and "free" in m for m in said)
+    rec = _Recorder()
+    cache.load_images(images, PREP, cache_dir=root, reporter=rec)
+    assert any("Caching the decoded images: 41.0 KB" in m and "free" in m for m in rec.said)
+
+
+def test_large_inputs_are_decoded_as_needed(
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the size limit no cache is built: training reads the images as it goes."""
+    from galaxyzoo_cli.settings import TrainConfig
+    from galaxyzoo_cli.training import train
+
+    monkeypatch.setattr(cache, "CACHE_AUTO_LIMIT", 1000)
+    root = Path(os.environ["GALAXYZOO_CACHE_DIR"]) / "lazy"
+    monkeypatch.setenv("GALAXYZOO_CACHE_DIR", str(root))
+    result = train(TrainConfig(model="test_tiny", epochs=2, device="cpu"),
+                   data_dir=synthetic_data, runs_dir=tmp_path)  # fmt: skip
+    assert result.n_train + result.n_val == 120 and result.best_val_rmse < 1
+    assert not root.exists() or not list(root.glob("*.npy"))
 
 
 def test_training_estimates_the_epoch(synthetic_data: Path, tmp_path: Path) -> None:

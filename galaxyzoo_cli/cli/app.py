@@ -119,7 +119,13 @@ Workers = Annotated[
     int | None, typer.Option("--workers", help="Threads decoding images (default: CPU count, ≤ 8).")
 ]
 Cache = Annotated[
-    bool, typer.Option("--cache/--no-cache", help="Keep decoded images in the on-disk cache.")
+    bool | None,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Keep decoded images in the on-disk cache (default: when it takes up to 4 GB and "
+        "fits on the disk; larger inputs are decoded as needed).",
+        show_default=False,
+    ),
 ]
 Strict = Annotated[
     bool,
