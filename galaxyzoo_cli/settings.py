@@ -106,7 +106,7 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     head: Head = Head.TREE
     loss: Loss = Loss.MSE
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -125,7 +125,7 @@ class TrainConfig:
     """With ``val_split=fold``: which block of ``val_fraction`` of the GalaxyIDs (1-based)."""
     limit: int | None = None
     seed: int = 0
-    patience: int = 5
+    patience: int = 0
     pretrained: bool | None = None
     weights: str | None = None
     freeze: bool | None = None
