@@ -68,6 +68,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "notebook": NOTEBOOK,
     "notebook-hierarchical-loss": {**NOTEBOOK, "loss": "question-bce"},
     "old-default": OLD_DEFAULT,
+    # The tool's defaults: the same settings as the ablations "w16-96px" and "w16" below.
     "default": {},
     "fast": {"model": "galaxynet-s"},
     # Ablations: "arch" builds a galaxynet variant (width, depth, stem stride, dropout).
@@ -80,6 +81,17 @@ RECIPES: dict[str, dict[str, Any]] = {
     "w16-60ep": {**FULL, "arch": {"width": 16}, "epochs": 60},
     "w16-crop208": {**FULL, "arch": {"width": 16}, "crop": 208},
     "w32": {**FULL, "arch": {"width": 32}},
+    "w16-crop424-96px": {**FULL, "arch": {"width": 16}, "crop": 424, "image_size": 96},
+    "w16-128px": {**FULL, "arch": {"width": 16}, "image_size": 128},
+    "w24-96px": {**FULL, "arch": {"width": 24}, "image_size": 96},
+    "w16-96px-seed2": {**FULL, "arch": {"width": 16}, "image_size": 96, "seed": 2},
+    "w16-seed2": {**FULL, "arch": {"width": 16}, "seed": 2},
+    "w16-noaug": {**FULL, "arch": {"width": 16}, "augment": False},
+    "w16-sigmoid": {**FULL, "arch": {"width": 16}, "head": "sigmoid"},
+    "w16-constant": {**FULL, "arch": {"width": 16}, "schedule": "constant", "lr": 1e-3},
+    "w16-patience5": {**FULL, "arch": {"width": 16}, "patience": 5},
+    "w16-15ep": {**FULL, "arch": {"width": 16}, "epochs": 15},
+    "w16-deep": {**FULL, "arch": {"width": 16, "depth": (1, 2, 3, 2)}},
 }
 
 

@@ -97,7 +97,10 @@ def main() -> None:
     parser.add_argument("--steps", default="generate,check,cache,epoch,evaluate,predict")
     parser.add_argument("--model", default=None, help="default: the default model")
     parser.add_argument("--fast", default="galaxynet-s", help="the fast recipe's model")
+    parser.add_argument("--train", type=int, default=N_TRAIN, help="labelled galaxies (smoke runs)")
+    parser.add_argument("--test", type=int, default=N_TEST, help="test images (smoke runs)")
     args = parser.parse_args()
+    n_train, n_test = args.train, args.test
     steps = set(args.steps.split(","))
     data, work = args.dir / "data", args.dir / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -113,13 +116,13 @@ def main() -> None:
 
     print("| step | wall | peak RSS | disk | note |\n|---|---|---|---|---|", flush=True)
     if "generate" in steps:
-        wall, peak, _ = run([*CLI, "fetch", "--synthetic", str(N_TRAIN), "--test-images",
-                             str(N_TEST), "--data-dir", str(data)], env)  # fmt: skip
-        record("generate 141,553 synthetic galaxies", wall, peak, f"{du(data):.2f} GB",
-               f"{(N_TRAIN + N_TEST) / wall:.0f} images/s")  # fmt: skip
+        wall, peak, _ = run([*CLI, "fetch", "--synthetic", str(n_train), "--test-images",
+                             str(n_test), "--data-dir", str(data)], env)  # fmt: skip
+        record(f"generate {n_train + n_test:,} synthetic galaxies", wall, peak,
+               f"{du(data):.2f} GB", f"{(n_train + n_test) / wall:.0f} images/s")  # fmt: skip
     if "check" in steps:
         wall, peak, _ = run([*CLI, "check", "--data-dir", str(data)], env)
-        record("check (decodes every image)", wall, peak, "", f"{(N_TRAIN + N_TEST) / wall:.0f}/s")
+        record("check (decodes every image)", wall, peak, "", f"{(n_train + n_test) / wall:.0f}/s")
     if "cache" in steps:
         shutil.rmtree(work / "cache", ignore_errors=True)
         code = (
@@ -129,8 +132,8 @@ def main() -> None:
             f"load_images(paths, resolve_config({model!r}).input)"
         )
         wall, peak, _ = run([sys.executable, "-c", code], env)
-        record(f"cache build, {N_TRAIN:,} training images ({model} input)", wall, peak,
-               f"{du(work / 'cache'):.2f} GB", f"{N_TRAIN / wall:.0f} images/s")  # fmt: skip
+        record(f"cache build, {n_train:,} training images ({model} input)", wall, peak,
+               f"{du(work / 'cache'):.2f} GB", f"{n_train / wall:.0f} images/s")  # fmt: skip
     if "epoch" in steps:
         for name in (model, args.fast):
             wall, peak, out = run(
@@ -157,8 +160,8 @@ def main() -> None:
                 subprocess.run(clear, env=env, check=True, capture_output=True)
             wall, peak, _ = run([*CLI, "predict", str(run_dir), "--out",
                                  str(work / f"sub-{len(rows)}.csv"), *extra], env)  # fmt: skip
-            record(f"predict {N_TEST:,} test images, {label}", wall, peak, "",
-                   f"{N_TEST / wall:.0f} images/s")  # fmt: skip
+            record(f"predict {n_test:,} test images, {label}", wall, peak, "",
+                   f"{n_test / wall:.0f} images/s")  # fmt: skip
 
 
 if __name__ == "__main__":
