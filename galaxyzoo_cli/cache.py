@@ -245,7 +245,32 @@ class Rows:
 
     def take(self, index: np.ndarray) -> np.ndarray:
         """The images at positions ``index`` of these rows (a copy of those only)."""
-        return self.array[self.rows[index]]
+        return take_rows(self.array, self.rows[index])
+
+
+def take_rows(array: np.ndarray | LazyPixels, rows: np.ndarray) -> np.ndarray:
+    """A new array of ``array[rows]``; from a memory-mapped cache, read with :func:`read_rows`."""
+    if isinstance(array, np.memmap) and hasattr(os, "preadv"):
+        return read_rows(array, rows)
+    return np.asarray(array[rows])
+
+
+def read_rows(array: np.memmap, rows: np.ndarray) -> np.ndarray:
+    """Rows of a memory-mapped cache read from its file (``preadv``) instead of through the
+    mapping: the same bytes, but the file's pages stay in the OS's page cache instead of being
+    charged to this process's resident memory (at 128 px the 5,000-image cache is 245 MB, which
+    reading through the mapping added to the peak RSS of a training run)."""
+    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    row_bytes = out[0].nbytes if len(out) else 0
+    fd = os.open(str(array.filename), os.O_RDONLY)
+    try:
+        for i, row in enumerate(rows):
+            view = memoryview(out[i]).cast("B")
+            if os.preadv(fd, [view], array.offset + int(row) * row_bytes) != row_bytes:
+                raise OSError(f"{array.filename}: short read (the cache file was truncated)")
+    finally:
+        os.close(fd)
+    return out
 
 
 def load_split(

@@ -20,6 +20,7 @@ import torch
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
+from galaxyzoo_cli.models.network import fuse_for_inference
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import COLUMNS
@@ -77,7 +78,7 @@ def export(
     kind = choice(ExportFormat, format, "--format")
     ref = resolve_run(run)
     ckpt = load_checkpoint(ref.checkpoint)
-    model = ckpt.build_model()
+    model = fuse_for_inference(ckpt.build_model())  # what predict runs
     spec = ckpt.model.input
     if spec.size is None:
         raise BadInputError(f"{ref.checkpoint}: the model has no fixed input size to export.")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from galaxyzoo_cli import provenance
-from galaxyzoo_cli.cache import image_size_of, load_images, will_cache
+from galaxyzoo_cli.cache import image_size_of, load_images, take_rows, will_cache
 from galaxyzoo_cli.cutouts import (
     Cutouts,
     FitsOptions,
@@ -43,7 +43,7 @@ from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
 from galaxyzoo_cli.images import InputSpec, batch_for, decode_into
 from galaxyzoo_cli.metrics import column_means, score
-from galaxyzoo_cli.models.network import GalaxyModel
+from galaxyzoo_cli.models.network import GalaxyModel, fuse_for_inference
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import ID_COLUMN, N_OUTPUTS, QUESTIONS
@@ -72,7 +72,7 @@ class LoadedRun:
 def load_run(run: str | os.PathLike[str], device: torch.device) -> LoadedRun:
     """Open a run folder or checkpoint and rebuild its model on ``device``."""
     ckpt = load_checkpoint(resolve_run(run).checkpoint)
-    return LoadedRun(ckpt, ckpt.build_model().to(device))
+    return LoadedRun(ckpt, fuse_for_inference(ckpt.build_model()).to(device))
 
 
 def _image_chunks(
@@ -94,8 +94,8 @@ def _image_chunks(
             paths, spec, workers=workers, reporter=reporter, use_cache=True, fits=fits
         )
         unreadable.update(decoded.unreadable)
-        for s in range(0, len(paths), chunk):
-            yield np.array(decoded.pixels[s : s + chunk])  # a writable copy, bounded in size
+        for s in range(0, len(paths), chunk):  # writable copies, bounded in size
+            yield take_rows(decoded.pixels, np.arange(s, min(s + chunk, len(paths))))
         return
     if use_cache is None:
         reporter.log("Decoding the images as they are predicted (a cache would be too large).")

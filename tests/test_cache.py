@@ -54,6 +54,18 @@ def test_cache_matches_direct_decoding_and_is_reused(
     assert len(list(root.glob("*.npy"))) == 1 and len(list(root.glob("*.json"))) == 1
 
 
+def test_batches_are_read_from_the_cache_file(images: list[Path], tmp_path: Path) -> None:
+    """Training and prediction read their rows from the cache file, not through the mapping:
+    the same pixels, in the asked order (repeats included), as new writable arrays."""
+    pixels = cache.load_images(images, PREP, cache_dir=tmp_path / "c", workers=2).pixels
+    assert isinstance(pixels, np.memmap)
+    rows = np.array([39, 0, 17, 17, 5])
+    for got in (cache.take_rows(pixels, rows), cache.Rows(pixels, np.arange(40)).take(rows)):
+        np.testing.assert_array_equal(got, np.asarray(pixels)[rows])
+        assert got.flags.writeable and not isinstance(got, np.memmap)
+    assert cache.take_rows(pixels, np.array([], dtype=int)).shape == (0, 1, 32, 32)
+
+
 def test_changed_settings_or_images_rebuild(images: list[Path], tmp_path: Path) -> None:
     root = tmp_path / "c"
     key = cache.cache_key(images, PREP)

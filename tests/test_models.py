@@ -15,7 +15,7 @@ from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.losses import masked_loss
 from galaxyzoo_cli.models import get_spec, list_models, resolve_config
 from galaxyzoo_cli.models.heads import tree_normalise
-from galaxyzoo_cli.models.network import count_parameters, create_model
+from galaxyzoo_cli.models.network import count_parameters, create_model, fuse_for_inference
 from galaxyzoo_cli.schema import check_consistency
 
 runner = CliRunner()
@@ -80,6 +80,24 @@ def test_every_model_forward_backward(name: str, head: str) -> None:
     assert grads and all(g is not None for g in grads)
     if head == "tree":
         assert check_consistency(out.detach().numpy(), tolerance=1e-5).ok
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_prediction_folds_batch_norm_without_changing_outputs(name: str) -> None:
+    """Prediction folds each batch norm into the convolution before it: the features (and so the
+    outputs) stay the same up to float rounding, and the custom nets keep no batch norm."""
+    config = resolve_config(name, image_size=min(get_spec(name).input.size or 64, 64), freeze=False)
+    model = create_model(config)
+    x = torch.rand(4, config.input.channels, config.input.size or 64, config.input.size or 64)
+    with torch.no_grad():
+        model.train()(x * 2.0)  # running statistics that are not the initial 0 and 1
+        expected = model.eval().embed(x)
+        fused = create_model(config)
+        fused.load_state_dict(model.state_dict())
+        got = fuse_for_inference(fused).embed(x)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
+    if get_spec(name).kind == "custom":
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
 
 
 def test_model_declares_its_preprocessing() -> None:

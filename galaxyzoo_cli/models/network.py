@@ -42,6 +42,31 @@ class GalaxyModel(nn.Module):
         return self
 
 
+def fuse_for_inference(model: GalaxyModel) -> GalaxyModel:
+    """``model`` in eval mode, each batch norm that directly follows a convolution folded into it
+    and the ReLU after it made in place: the same outputs up to float rounding, for about a fifth
+    less CPU time per image (``benchmarks/full_scale.py``'s predict). For prediction only: the
+    model can no longer be trained."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for i, (a, b) in enumerate(zip(names, names[1:], strict=False)):
+            conv, norm = seq._modules[a], seq._modules[b]
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(norm, nn.BatchNorm2d)
+                and norm.running_mean is not None
+            ):
+                seq._modules[a] = fuse_conv_bn_eval(conv, norm)
+                seq._modules[b] = nn.Identity()
+                after = seq._modules.get(names[i + 2]) if i + 2 < len(names) else None
+                if isinstance(after, nn.ReLU):  # its input is the fresh output of the conv
+                    after.inplace = True
+    return model.to(memory_format=torch.channels_last)
+
+
 def create_model(
     config: ModelConfig, *, pretrained: bool = False, weights: str | None = None
 ) -> GalaxyModel:
