@@ -25,7 +25,7 @@ import numpy as np
 
 from galaxyzoo_cli.cutouts import FitsOptions
 from galaxyzoo_cli.data import Catalogue, Skipped
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.errors import BadInputError, JobFailedError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
 from galaxyzoo_cli.images import InputSpec, decode_into, image_size
 from galaxyzoo_cli.progress import SILENT, Reporter
@@ -267,7 +267,10 @@ def read_rows(array: np.memmap, rows: np.ndarray) -> np.ndarray:
         for i, row in enumerate(rows):
             view = memoryview(out[i]).cast("B")
             if os.preadv(fd, [view], array.offset + int(row) * row_bytes) != row_bytes:
-                raise OSError(f"{array.filename}: short read (the cache file was truncated)")
+                raise JobFailedError(
+                    f"{array.filename}: the cache file is shorter than its header says (changed "
+                    "while in use?). Remove it with `galaxyzoo cache clear` and run again."
+                )
     finally:
         os.close(fd)
     return out

@@ -12,6 +12,7 @@ import pytest
 import galaxyzoo_cli.cache as cache
 import galaxyzoo_cli.images as images_module
 from galaxyzoo_cli.data import TRAIN_IMAGES, list_images
+from galaxyzoo_cli.errors import JobFailedError
 from galaxyzoo_cli.images import InputSpec, load_image
 
 PREP = InputSpec(channels=1, crop=256, size=32)
@@ -64,6 +65,10 @@ def test_batches_are_read_from_the_cache_file(images: list[Path], tmp_path: Path
         np.testing.assert_array_equal(got, np.asarray(pixels)[rows])
         assert got.flags.writeable and not isinstance(got, np.memmap)
     assert cache.take_rows(pixels, np.array([], dtype=int)).shape == (0, 1, 32, 32)
+    with open(pixels.filename, "r+b") as f:  # another program cuts the file while it is in use
+        f.truncate(pixels.offset + 10 * 32 * 32)
+    with pytest.raises(JobFailedError, match="galaxyzoo cache clear"):
+        cache.take_rows(pixels, np.array([3, 20]))
 
 
 def test_changed_settings_or_images_rebuild(images: list[Path], tmp_path: Path) -> None:
