@@ -131,3 +131,38 @@ def test_evaluate_scores_an_ensemble_and_writes_its_predictions(
     )
     with pytest.raises(BadInputError, match="validated on other galaxies"):
         evaluate([runs[0].run_dir, other.run_dir], device="cpu", write=False)
+
+
+def _documented_recipes() -> list[list[str]]:
+    """The `galaxyzoo train` lines of results.md's recommended full-data recipes."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "results.md").read_text()
+    section = text.split("## Recommended full-data recipes", 1)[1].split("\n## ", 1)[0]
+    lines = [ln.strip() for ln in section.splitlines() if ln.strip().startswith("galaxyzoo train")]
+    return [ln.split("#", 1)[0].split()[2:] for ln in lines]
+
+
+def test_the_documented_full_data_recipes_run(
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each recommended command runs as written, at tiny scale: the same flags, then ours for a
+    few galaxies, one epoch, the CPU, and (offline) local weights of the same architecture."""
+    recipes = _documented_recipes()
+    assert len(recipes) >= 2 and any("--model" in r for r in recipes), recipes  # CPU and GPU
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for args in recipes:
+        tiny = ["--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path), "--limit", "24",
+                "--epochs", "1", "--device", "cpu", "--batch-size", "8"]  # fmt: skip
+        model = args[args.index("--model") + 1] if "--model" in args else None
+        if model is not None:
+            import timm
+
+            weights = tmp_path / f"{model}.pth"
+            torch.save(timm.create_model(model, num_classes=0).state_dict(), weights)
+            tiny += ["--weights", str(weights)]
+        result = runner.invoke(app, ["train", *args, *tiny, "--json"])
+        assert result.exit_code == 0, (args, result.output)
+        summary = json.loads(result.stdout)
+        checkpoint = load_checkpoint(Path(summary["run_dir"]) / "weights" / "best.pt")
+        assert checkpoint.model.name == (model or TrainConfig().model)
+        if "--image-size" in args:
+            assert checkpoint.model.input.size == int(args[args.index("--image-size") + 1])
