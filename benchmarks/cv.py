@@ -265,8 +265,8 @@ def table(args: argparse.Namespace, names: list[str]) -> None:
             f"| {np.mean([r['cpu_minutes'] for r in recs]):.1f} |"
         )
         points.append(
-            (name, np.mean([r["wall_minutes"] for r in recs]),
-             np.mean([r["rmse_tta1"] for r in recs]), np.mean([r["rmse_tta8"] for r in recs]))
+            (name, np.mean([r["rmse_tta1"] for r in recs]), np.mean([r["rmse_tta8"] for r in recs]),
+             np.mean([r["cpu_minutes"] for r in recs]))
         )  # fmt: skip
     baseline = {
         r["fold"]: r["mean_rmse"] for n in names if "+" not in n for r in _records(args.out, n)
@@ -275,31 +275,9 @@ def table(args: argparse.Namespace, names: list[str]) -> None:
     if means:
         print(f"| predict the training means | {len(means)} | {_ms(means)} | – | – | – | – | – |")
     if args.figure and points:
-        _figure(points, args.figure)
+        from cv_figure import draw  # benchmarks/, beside this script
 
-
-def _figure(points: list[tuple[str, float, float, float]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
-    for name, minutes, rmse1, rmse8 in points:
-        ax.scatter(minutes, rmse1, color="#4C72B0")
-        ax.scatter(minutes, rmse8, color="#DD8452", marker="^")
-        ax.plot([minutes, minutes], [rmse1, rmse8], color="0.7", lw=0.8)
-        ax.annotate(name, (minutes, rmse1), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    ax.scatter([], [], color="#4C72B0", label="1 view")
-    ax.scatter([], [], color="#DD8452", marker="^", label="8 views (TTA)")
-    ax.set_xscale("log")
-    ax.set(xlabel="training minutes per fold (wall, 2 CPU cores)", ylabel="5-fold CV RMSE")
-    ax.set_title("RMSE against training time on gz5000 (5-fold CV, lower left is better)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    print(f"figure: {out}")
+        draw(points, args.figure)
 
 
 def main() -> None:

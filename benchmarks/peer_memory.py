@@ -20,28 +20,15 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from full_scale import run  # benchmarks/, beside this script: GNU time's wall and peak RSS
 
 # Zoobot 2.9, convnext_nano from scratch, batch 64, 2 epochs on gz5000, 2 threads: as recorded in
 # the issue that asked for this comparison (not re-measured by this script).
 RECORDED_PEER = {64: (210.0, 1.8), 128: (510.0, 3.17)}
-
-
-def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS GB, stdout) of one command."""
-    with tempfile.NamedTemporaryFile(suffix=".time") as stats:
-        start = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", stats.name, *args], env=env,
-                              capture_output=True, text=True)  # fmt: skip
-        wall = time.perf_counter() - start
-        peak = float(Path(stats.name).read_text().split()[-1]) / 1e6
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return wall, peak, proc.stdout
 
 
 def main() -> None:
@@ -61,13 +48,13 @@ def main() -> None:
                "--no-pretrained", "--image-size", str(size), "--batch-size", "64", "--epochs",
                str(args.epochs), "--data-dir", str(args.data_dir), "--runs-dir",
                str(work / "runs"), "--name", f"peer-{size}", "--json"]  # fmt: skip
-        wall, peak, out = timed(cmd, env)
+        wall, peak, out = run(cmd, env)
         result = json.loads(out)
         note = f"{result['n_train']:,} training images, {result['images_per_second']:.0f} images/s"
         print(f"| {size} px | galaxyzoo | {wall:.0f} s | {peak:.2f} GB | {note} |", flush=True)
         if args.peer:
             line = args.peer.format(size=size, epochs=args.epochs, data_dir=args.data_dir)
-            wall, peak, _ = timed(shlex.split(line), env)
+            wall, peak, _ = run(shlex.split(line), env)
             print(f"| {size} px | peer | {wall:.0f} s | {peak:.2f} GB | `{line}` |", flush=True)
         elif size in RECORDED_PEER:
             wall, peak = RECORDED_PEER[size]
