@@ -187,16 +187,18 @@ def write_labels(
     *,
     id_column: str = ID_COLUMN,
     extra: dict[str, Sequence[object]] | None = None,
+    columns: Sequence[str] = COLUMNS,
 ) -> Path:
     """Write a Kaggle-format CSV atomically (header + one row per galaxy, in the given order):
     label files and submissions alike, or with another ``id_column`` and ``extra`` columns after
-    the 37 for other cutouts. An interrupted write leaves ``path`` as it was."""
+    the 37 for other cutouts; ``columns`` names the values' columns (a finetuned run's). An
+    interrupted write leaves ``path`` as it was."""
     values = np.asarray(values)
-    if values.ndim != 2 or values.shape[1] != N_OUTPUTS or len(ids) != len(values):
-        raise BadInputError(f"need (N, {N_OUTPUTS}) values for N ids, got {values.shape}")
+    if values.ndim != 2 or values.shape[1] != len(columns) or len(ids) != len(values):
+        raise BadInputError(f"need (N, {len(columns)}) values for N ids, got {values.shape}")
     extra = extra or {}
-    header = [id_column, *COLUMNS, *extra]
-    columns = list(extra.values())
+    header = [id_column, *columns, *extra]
+    extra_cells = list(extra.values())
     path = Path(path)
     with atomic_path(path, suffix=".csv") as tmp:
         with tmp.open("w", encoding="utf-8", newline="") as f:
@@ -205,7 +207,7 @@ def write_labels(
                 rows = format_rows(
                     ids[s : s + 4096],
                     values[s : s + 4096].astype(np.float64),
-                    [column[s : s + 4096] for column in columns],
+                    [column[s : s + 4096] for column in extra_cells],
                 )
                 f.write("".join(line + "\n" for line in rows))
     return path

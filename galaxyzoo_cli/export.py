@@ -25,6 +25,7 @@ from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import COLUMNS
 from galaxyzoo_cli.settings import ExportFormat, choice
+from galaxyzoo_cli.tasks import Task
 
 _SUFFIX = {ExportFormat.ONNX: ".onnx", ExportFormat.TORCHSCRIPT: ".torchscript.pt"}
 _INSTALL = "pip install 'galaxyzoo-cli[onnx]'"
@@ -69,9 +70,10 @@ def export(
 ) -> ExportResult:
     """Write the run's model as ONNX or TorchScript to ``out`` (default: in the run folder,
     ``model.onnx`` or ``model.torchscript.pt``), and ``<out>.json``: the input spec (channels,
-    relative crop, size, value range, layout), the 37 output columns and the provenance.
+    relative crop, size, value range, layout), the output columns (the 37 answers, or a finetuned
+    task's) and the provenance.
 
-    The exported network takes float32 images (N, C, S, S) in [0, 1] and returns (N, 37): the
+    The exported network takes float32 images (N, C, S, S) in [0, 1] and returns (N, outputs): the
     normalisation is inside. The export is checked against PyTorch on a random batch.
     """
     start = time.perf_counter()
@@ -111,7 +113,7 @@ def export(
             "mean": list(spec.mean),
             "std": list(spec.std),
         },
-        "output": {"name": "answers", "shape": ["batch", len(COLUMNS)], "columns": list(COLUMNS)},
+        "output": _output(ckpt.model.task),
         "model": ckpt.model.as_dict(),
         "provenance": prov,
     }
@@ -120,6 +122,21 @@ def export(
     return ExportResult(
         target, spec_path, kind.value, difference, time.perf_counter() - start, prov
     )
+
+
+def _output(task: Task) -> dict[str, Any]:
+    """The output side of the spec: the 37 answers, or a finetuned task's columns (a binary
+    column is P(class = its positive class); a multi-class target's columns sum to 1)."""
+    if task.is_tree:
+        return {"name": "answers", "shape": ["batch", len(COLUMNS)], "columns": list(COLUMNS)}
+    return {
+        "name": "answers",
+        "shape": ["batch", task.n_outputs],
+        "columns": list(task.output_columns),
+        "task": task.as_dict(),
+        "meaning": "probabilities: a binary column is P(column = its second class); the "
+        "columns of a multi-class target sum to 1; fraction columns are in [0, 1]",
+    }
 
 
 def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -98,8 +98,21 @@ def _column(metrics: list[dict[str, float]], key: str) -> np.ndarray:
     return np.array([row.get(key, np.nan) for row in metrics], dtype=np.float64)
 
 
+_METRICS = {"val_roc_auc": "ROC AUC", "val_accuracy": "accuracy", "val_rmse": "RMSE"}
+"""Validation metrics of metrics.csv: the tree's RMSE, or a finetuned task's."""
+
+
+def _val_metric(metrics: list[dict[str, float]]) -> str:
+    """The validation metric column of a run's metrics (``val_rmse`` for the tree)."""
+    return next((k for k in (metrics[0] if metrics else {}) if k in _METRICS), "val_rmse")
+
+
 def _best_index(metrics: list[dict[str, float]]) -> int | None:
-    """Row of the best epoch: lowest validation loss (as training keeps it), else lowest RMSE."""
+    """Row of the best epoch: lowest validation loss (as training keeps it), else lowest RMSE;
+    for a finetuned classification, the highest validation metric (as finetune keeps it)."""
+    key = _val_metric(metrics)
+    if key in ("val_roc_auc", "val_accuracy") and np.isfinite(_column(metrics, key)).any():
+        return int(np.nanargmax(_column(metrics, key)))
     for key in ("val_loss", "val_rmse"):
         values = _column(metrics, key)
         if np.isfinite(values).any():
@@ -122,8 +135,10 @@ def loss_figure(run: RunData) -> Figure:
             ("val_loss", "validation", _VAL_COLOR),
         ):
             ax_loss.plot(epoch, _column(run.metrics, key), marker=marker, label=label, color=color)
-        rmse = _column(run.metrics, "val_rmse")
-        ax_rmse.plot(epoch, rmse, marker=marker, color=_VAL_COLOR, label="validation RMSE")
+        key = _val_metric(run.metrics)
+        rmse = _column(run.metrics, key)
+        ax_rmse.plot(epoch, rmse, marker=marker, color=_VAL_COLOR,
+                     label=f"validation {_METRICS[key]}")  # fmt: skip
         if best is not None:
             for ax in (ax_loss, ax_rmse):
                 ax.axvline(
@@ -139,7 +154,8 @@ def loss_figure(run: RunData) -> Figure:
                 )
         ylabel = f"loss ({run.loss_name})" if run.loss_name else "loss"
         ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel=ylabel)
-        ax_rmse.set(title="Validation RMSE (the Kaggle metric)", xlabel="epoch", ylabel="RMSE")
+        title = "RMSE (the Kaggle metric)" if key == "val_rmse" else _METRICS[key]
+        ax_rmse.set(title=f"Validation {title}", xlabel="epoch", ylabel=_METRICS[key])
         for ax in (ax_loss, ax_rmse):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend()

@@ -26,12 +26,13 @@ from galaxyzoo_cli.data import Skipped, load_catalogue, split_ids
 from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
 from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
 from galaxyzoo_cli.images import batch_for
-from galaxyzoo_cli.metrics import ErrorSum, column_means
+from galaxyzoo_cli.metrics import ErrorSum
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
 from galaxyzoo_cli.models.network import GalaxyModel, create_model
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
 from galaxyzoo_cli.settings import Loss, Optimizer, Schedule, TrainConfig
+from galaxyzoo_cli.tasks import headline, output_means, task_scores
 from galaxyzoo_cli.tracking import TensorBoard, check_available
 
 _ESTIMATE_AFTER = 10
@@ -65,6 +66,8 @@ class Setup:
     """Labelled galaxies left out: no image, or an unreadable one."""
     features: tuple[torch.Tensor, torch.Tensor] | None = None
     """Frozen-backbone features of (training, validation) images, once computed."""
+    labels: Path | None = None
+    """The user's labels file (``finetune``); None: the Kaggle labels of ``data_dir``."""
 
 
 def prepare(
@@ -181,6 +184,38 @@ def _all_reduce_sums(runtime: Runtime, *values: float) -> list[Any]:
     return [type(v)(x) for v, x in zip(values, t.tolist(), strict=True)]
 
 
+def _param_groups(model: GalaxyModel, decay: float) -> list[dict[str, Any]]:
+    """The trainable parameters as optimizer groups, each with its ``lr_scale``: one group
+    when ``decay`` is 1; else the head at 1 and the feature extractor's blocks, from the top
+    down, at ``decay``, ``decay**2``… (:func:`_blocks`)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if decay == 1.0:
+        return [{"params": trainable, "lr_scale": 1.0}]
+    groups = [{"params": list(model.head.parameters()), "lr_scale": 1.0}]
+    for depth, params in enumerate(reversed(_blocks(model.features)), start=1):
+        groups.append({"params": params, "lr_scale": decay**depth})
+    return groups
+
+
+def _blocks(features: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    """The feature extractor's parameters in blocks, in the order they run: a timm model's
+    stages (its own coarse grouping: the stem, each stage, the final norm); for our own nets each
+    convolution or linear layer with the norms after it."""
+    matcher = getattr(features, "group_matcher", None)
+    if callable(matcher):
+        from timm.models import group_parameters
+
+        named = dict(features.named_parameters())
+        groups = group_parameters(features, matcher(coarse=True))
+        return [[named[n] for n in groups[k]] for k in sorted(groups)]
+    blocks: list[list[torch.nn.Parameter]] = []
+    for param in features.parameters():
+        if param.ndim > 1 or not blocks:  # a weight matrix or kernel starts a layer
+            blocks.append([])
+        blocks[-1].append(param)
+    return blocks
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +228,14 @@ class Fit:
     ``train``, ``resume`` and ``select_init`` all train through :meth:`run`.
     """
 
-    def __init__(self, setup: Setup, seed: int, *, load_pretrained: bool = True) -> None:
+    def __init__(
+        self,
+        setup: Setup,
+        seed: int,
+        *,
+        load_pretrained: bool = True,
+        features_state: dict[str, Any] | None = None,
+    ) -> None:
         c = setup.config
         self.setup = setup
         torch.manual_seed(seed)
@@ -201,11 +243,14 @@ class Fit:
         model = create_model(
             setup.model_config, pretrained=pretrained, weights=c.weights if pretrained else None
         )
-        model.head.init_to_mean(column_means(setup.y_train))  # untrained = the mean baseline
+        if features_state is not None:  # another run's features (finetune FROM a run)
+            model.features.load_state_dict(features_state)
+        # Untrained = the mean baseline.
+        model.head.init_to_mean(output_means(setup.model_config.task, setup.y_train))
         self.model: GalaxyModel = model.to(setup.runtime.device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
         kind = torch.optim.Adam if c.optimizer == Optimizer.ADAM else torch.optim.AdamW
-        self.optimizer = kind(params, lr=c.lr, weight_decay=c.weight_decay)
+        self.optimizer = kind(_param_groups(self.model, c.lr_decay), lr=c.lr,
+                              weight_decay=c.weight_decay)  # fmt: skip
         self.generator = torch.Generator().manual_seed(seed)
         self.progress = Progress()
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if c.ema else None
@@ -243,29 +288,43 @@ class Fit:
         early. Writes metrics.csv, weights/best.pt (on improvement) and weights/last.pt (every
         epoch) into ``run_dir`` when given and this is the main process."""
         s, c, rt, p = self.setup, self.setup.config, self.setup.runtime, self.progress
+        objective = s.model_config.task
         x_train, x_val, net = self._inputs(reporter)
         n_train = len(s.y_train)
+        n_epoch = max(n_train, c.epoch_images or 0)  # a small set is repeated up to this
         per_rank = max(1, c.batch_size // rt.world_size)
-        steps_per_epoch = max(1, math.ceil(n_train / (per_rank * rt.world_size)))
-        total_steps, warmup = epochs * steps_per_epoch, int(c.warmup_epochs * steps_per_epoch)
-        per_epoch = n_train // rt.world_size * rt.world_size  # equal shares: ranks in lockstep
+        steps_per_epoch = max(1, math.ceil(n_epoch / (per_rank * rt.world_size)))
+        warmup = int(c.warmup_epochs * steps_per_epoch)
+        per_epoch = n_epoch // rt.world_size * rt.world_size  # equal shares: ranks in lockstep
         first_epoch = p.epoch + 1
+        head_epochs = c.head_epochs
         try:
             for epoch in range(first_epoch, epochs + 1):
                 start = time.perf_counter()
+                # Phase: the head alone for the first head_epochs (features frozen), then all of
+                # it; each phase has its own warm-up and cosine decay.
+                head_only = epoch <= head_epochs
+                phase_start, phase_epochs = (0, head_epochs) if head_only else (head_epochs, epochs)
+                total_steps = (phase_epochs - phase_start) * steps_per_epoch
+                if head_epochs and not self.model.config.freeze:
+                    self.model.features.requires_grad_(not head_only)
+                    if epoch == head_epochs + 1:
+                        p.bad_epochs = 0  # patience counts in the second phase
                 # Shuffle (the same permutation on every rank), then take this rank's share.
-                perm = torch.randperm(n_train, generator=self.generator).numpy()[:per_epoch]
+                perm = self._permutation(n_train, n_epoch)[:per_epoch]
                 perm = perm[rt.rank :: rt.world_size]
                 net.train()
+                if head_only:
+                    self.model.features.eval()  # batch-norm statistics stay as loaded
                 loss_sum, n_batches = torch.zeros((), device=rt.device), 0
                 with reporter.task(f"Epoch {epoch}/{epochs}", len(perm)) as task:
                     for b in range(0, len(perm), per_rank):
                         idx = np.sort(perm[b : b + per_rank])  # sorted: faster cache reads
                         # Learning rate of this step: warm-up, then cosine decay.
-                        step = (epoch - 1) * steps_per_epoch + b // per_rank
+                        step = (epoch - 1 - phase_start) * steps_per_epoch + b // per_rank
                         lr = c.lr * _lr_factor(step, warmup, total_steps, c.schedule)
-                        for group in self.optimizer.param_groups:
-                            group["lr"] = lr
+                        for group in self.optimizer.param_groups:  # layer-wise scales
+                            group["lr"] = lr * group.get("lr_scale", 1.0)
                         # Batch: uint8 → [0, 1] floats on the device, augmented as a tensor.
                         xb = to_float(_take(x_train, idx), rt.device)
                         yb = torch.from_numpy(s.y_train[idx]).to(rt.device, non_blocking=True)
@@ -274,7 +333,7 @@ class Fit:
                         # Forward, loss over the labelled cells, backward, step.
                         with autocast(rt.device, c.amp):
                             pred = net(xb)
-                        loss = losses.masked_loss(c.loss, pred.float(), yb)
+                        loss = losses.task_loss(objective, c.loss, pred.float(), yb)
                         self.optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                         self.optimizer.step()
@@ -295,25 +354,26 @@ class Fit:
                         f"training diverged in epoch {epoch} (loss {train_loss}); the last good "
                         f"checkpoint is kept. Lower --lr (now {c.lr:g}) or try --loss mse."
                     )
-                # Validate: one global loss and Kaggle RMSE over all labelled cells.
-                val_loss, val_rmse = self.validate(x_val, s.y_val)
+                # Validate: one global loss and the task's metric (the tree's: the Kaggle RMSE
+                # over all labelled cells).
+                val_loss, val_metric = self.validate(x_val, s.y_val)
                 seconds = time.perf_counter() - start
                 p.epoch = epoch
                 p.train_seconds += seconds
                 if s.features is None:  # images through the network (features: counted once)
-                    p.images_seen += n_train
+                    p.images_seen += n_epoch
                 p.metrics.append(
                     {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                     "val_rmse": val_rmse, "lr": lr, "seconds": seconds}
+                     f"val_{objective.metric}": val_metric, "lr": lr, "seconds": seconds}
                 )  # fmt: skip
-                improved = not len(s.y_val) or val_loss < p.best_val_loss
+                improved = self._improved(val_loss, val_metric)
                 if improved:
-                    p.best_val_loss, p.best_val_rmse, p.best_epoch = val_loss, val_rmse, epoch
+                    p.best_val_loss, p.best_val_rmse, p.best_epoch = val_loss, val_metric, epoch
                 p.bad_epochs = 0 if improved else p.bad_epochs + 1
                 reporter.log(
                     f"epoch {epoch:3d}/{epochs}  train_loss {train_loss:.5f}  "
-                    f"val_loss {val_loss:.5f}  val_rmse {val_rmse:.5f}  {seconds:5.1f}s"
-                    + ("  *" if improved else "")
+                    f"val_loss {val_loss:.5f}  val_{objective.metric} {val_metric:.5f}  "
+                    f"{seconds:5.1f}s" + ("  *" if improved else "")
                 )
                 # Checkpoints: best on improvement, last every epoch (what --resume continues).
                 if run_dir is not None and rt.is_main:
@@ -335,6 +395,30 @@ class Fit:
             ) from None
         return False
 
+    def _permutation(self, n_train: int, n_epoch: int) -> np.ndarray:
+        """One epoch's order of the training rows: a shuffle, repeated (each time another one)
+        until it holds ``n_epoch`` rows."""
+        perms = [torch.randperm(n_train, generator=self.generator).numpy()
+                 for _ in range(math.ceil(n_epoch / max(1, n_train)))]  # fmt: skip
+        return np.concatenate(perms)[:n_epoch]
+
+    def _improved(self, val_loss: float, val_metric: float) -> bool:
+        """Whether this epoch beats the best so far: by the validation loss for the tree (and a
+        mix of targets), by the task's metric otherwise (ties: by the loss)."""
+        s, p = self.setup, self.progress
+        task = s.model_config.task
+        if not len(s.y_val):
+            return True
+        by_loss = val_loss < p.best_val_loss
+        if task.is_tree or task.metric == "loss" or math.isnan(val_metric):
+            return by_loss
+        if math.isnan(p.best_val_rmse):
+            return True
+        gain = val_metric - p.best_val_rmse
+        if not task.higher_is_better:
+            gain = -gain
+        return gain > 0 or (gain == 0 and by_loss)
+
     @staticmethod
     def _estimate(start: float, steps: int, epochs: int, reporter: Reporter) -> None:
         """The cost, said after the first batches: an epoch's training steps, and the run's."""
@@ -348,18 +432,22 @@ class Fit:
 
     @torch.no_grad()
     def validate(self, x: Images, y: np.ndarray) -> tuple[float, float]:
-        """Loss (mean over labelled cells, as in training) and Kaggle RMSE on held-out images.
+        """Loss (mean over labelled cells, as in training) and the task's metric on held-out
+        images (the tree's: Kaggle RMSE).
 
-        In a distributed run each rank scores its share and the sums are combined, so every rank
-        gets the same figures (and takes the same early-stopping decision).
+        In a distributed run each rank scores its share of the tree's cells and the sums are
+        combined, so every rank gets the same figures (and takes the same early-stopping
+        decision); a metric over the whole set (ROC AUC) is computed by every rank on all of it.
         """
         c, rt = self.setup.config, self.setup.runtime
+        task = self.setup.model_config.task
         if not len(y):
             return math.nan, math.nan
         net = self.averaged.head if self.setup.features is not None else self.averaged
         net.eval()
-        share = np.arange(rt.rank, len(y), rt.world_size)
+        share = np.arange(rt.rank, len(y), rt.world_size) if task.is_tree else np.arange(len(y))
         errors, loss_sum, loss_cells = ErrorSum(), 0.0, 0
+        preds = []
         step = _eval_batch(self.setup)
         for b in range(0, len(share), step):
             idx = share[b : b + step]
@@ -369,9 +457,17 @@ class Fit:
                 pred = net(xb)
             pred = pred.float()
             cells = int((~torch.isnan(yb)).sum())
-            loss_sum += float(losses.masked_loss(c.loss, pred, yb)) * cells
+            loss_sum += float(losses.task_loss(task, c.loss, pred, yb)) * cells
             loss_cells += cells
-            errors.add(pred.cpu().numpy(), y[idx])
+            if task.is_tree:
+                errors.add(pred.cpu().numpy(), y[idx])
+            else:
+                preds.append(pred.cpu().numpy())
+        if not task.is_tree:
+            loss = loss_sum / max(1, loss_cells)
+            if task.metric == "loss":
+                return loss, loss
+            return loss, headline(task, task_scores(task, np.concatenate(preds), y))
         errors.sse, errors.count, loss_sum, loss_cells = _all_reduce_sums(
             rt, errors.sse, errors.count, loss_sum, loss_cells
         )
@@ -386,6 +482,7 @@ class Fit:
             "data_dir": s.data_dir.resolve(),
             "val_ids": s.val_ids,
             "progress": self.progress,
+            "labels": None if s.labels is None else s.labels.resolve(),
         }
         if improved:
             save_checkpoint(run_dir / "weights" / "best.pt", self.averaged, s.config, **common)

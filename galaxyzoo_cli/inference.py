@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,11 @@ from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import ID_COLUMN, N_OUTPUTS, QUESTIONS
 from galaxyzoo_cli.settings import EvalSplit, choice
+from galaxyzoo_cli.tasks import Task
 from galaxyzoo_cli.transforms import tta_views
+
+if TYPE_CHECKING:
+    from galaxyzoo_cli.finetune import LabelEvalResult
 
 _CHUNK = 4096
 
@@ -130,14 +134,16 @@ def predict_images(
     batch_size: int = 256,
     amp: bool = True,
     embeddings: bool = False,
+    n_outputs: int = N_OUTPUTS,
     reporter: Reporter = SILENT,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predictions (N, 37) float32 in [0, 1] for uint8 image chunks, averaging ``tta`` views;
-    with ``embeddings``, also the model's feature vectors (N, F), averaged over the views."""
+    """Predictions (N, ``n_outputs``: the tree's 37 or a task's columns) float32 in [0, 1] for
+    uint8 image chunks, averaging ``tta`` views; with ``embeddings``, also the model's feature
+    vectors (N, F), averaged over the views."""
     if tta < 1:
         raise BadInputError(f"--tta {tta}: give 1 (no test-time augmentation) or more views.")
     model.eval()
-    out = np.empty((n_images, N_OUTPUTS), dtype=np.float32)
+    out = np.empty((n_images, n_outputs), dtype=np.float32)
     feats: np.ndarray | None = None
     pos = 0
     with reporter.task("Predicting", n_images) as task, autocast(device, amp):
@@ -178,7 +184,7 @@ def predict_paths(
     values, feats = predict_images(
         loaded.model, chunks, len(paths), device, tta=tta,
         batch_size=batch_size or batch_for(loaded.input.size, 256), embeddings=embeddings,
-        reporter=reporter,
+        n_outputs=loaded.checkpoint.model.task.n_outputs, reporter=reporter,
     )  # fmt: skip
     values[list(unreadable)] = np.nan
     return Predictions(values, unreadable, feats)
@@ -301,11 +307,12 @@ def evaluate(
     predictions: Path | None = None,
     strict: bool = False,
     reporter: Reporter = SILENT,
-) -> EvalResult:
+) -> EvalResult | LabelEvalResult:
     """Kaggle RMSE, per-question RMSE and accuracy of a run (or of several averaged, an
     ensemble, as :func:`predict` averages them), with the zeros and training-mean baselines, on
     its validation split (or its training galaxies, or all labelled galaxies), with ``tta``
-    views.
+    views. A run finetuned on a user's labels is scored on them instead
+    (:func:`galaxyzoo_cli.finetune.evaluate_labels`; ``data_dir``: its images folder).
 
     With ``write``, the figures go to ``out`` or, by default, the first run's eval.json (a new
     name when that holds an evaluation of other inputs). ``predictions``: also a Kaggle-format
@@ -316,6 +323,14 @@ def evaluate(
     dev = choose_device(device, reporter)
     loaded = [load_run(r, dev) for r in _as_list(runs)]
     first = loaded[0].checkpoint
+    if not all(r.checkpoint.model.task.is_tree for r in loaded):
+        from galaxyzoo_cli.finetune import evaluate_labels
+
+        return evaluate_labels(
+            loaded, dev, images=data_dir, split=split, tta=tta, use_cache=use_cache,
+            workers=workers, write=write, out=out, predictions=predictions, strict=strict,
+            reporter=reporter,
+        )  # fmt: skip
     if split != EvalSplit.ALL:
         for other in loaded[1:]:
             if not np.array_equal(other.checkpoint.val_ids, first.val_ids):
@@ -379,6 +394,8 @@ def evaluate(
 class PredictResult:
     out: Path
     runs: list[str]
+    columns: list[str]
+    """The predicted columns: the 37 answers, or a finetuned run's (``spiral``, ``kind=bar``…)."""
     n_images: int
     tta: int
     seconds: float
@@ -391,6 +408,7 @@ class PredictResult:
         return {
             "out": str(self.out),
             "runs": self.runs,
+            "columns": self.columns,
             "n_images": self.n_images,
             "tta": self.tta,
             "skipped": self.skipped.as_dict(),
@@ -400,10 +418,16 @@ class PredictResult:
             "provenance": self.provenance,
         }
 
+    def _columns(self) -> str:
+        if len(self.columns) == N_OUTPUTS:
+            return f"{N_OUTPUTS} answers"
+        return ", ".join(self.columns[:4]) + (", …" if len(self.columns) > 4 else "")
+
     def summary(self) -> str:
         what = f"ensemble of {len(self.runs)} runs" if len(self.runs) > 1 else self.runs[0]
         lines = [
-            f"Wrote {self.out}: {self.n_images} galaxies × 37 answers ({what}, tta {self.tta}) "
+            f"Wrote {self.out}: {self.n_images} galaxies × {self._columns()} ({what}, "
+            f"tta {self.tta}) "
             f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"
         ]
         if self.embeddings is not None:
@@ -428,6 +452,31 @@ def _inputs(
     if not len(ids):
         raise BadInputError(f"{folder}: no images (<GalaxyID>.jpg) to predict.")
     return Cutouts([str(i) for i in ids], paths, kaggle=True), str(folder.resolve())
+
+
+def _one_task(loaded: Sequence[LoadedRun], given: Path | None, derived: bool) -> Task:
+    """The task the runs share; a user's task needs images given, and has no derived flags."""
+    task = loaded[0].checkpoint.model.task
+    for other in loaded[1:]:
+        if other.checkpoint.model.task != task:
+            raise BadInputError(
+                f"{other.checkpoint.path}: predicts other columns than {loaded[0].checkpoint.path}"
+                "; an ensemble averages runs of one task."
+            )
+    if task.is_tree:
+        return task
+    run = loaded[0].run_dir
+    if given is None:
+        raise BadInputError(
+            f"{run} predicts its own labels ({task.describe()}): give --images DIR or "
+            "--catalogue FILE. A Kaggle submission (the 37 answers) does not apply to it."
+        )
+    if derived:
+        raise BadInputError(
+            f"--derived: the flags are read from the 37 Kaggle answers, which {run} does not "
+            f"predict (it predicts {', '.join(task.output_columns)}). Drop --derived."
+        )
+    return task
 
 
 def predict(
@@ -467,9 +516,10 @@ def predict(
     start = time.perf_counter()
     dev = choose_device(device, reporter)
     loaded_runs = [load_run(r, dev) for r in _as_list(runs)]  # fail fast on a bad RUN
+    task = _one_task(loaded_runs, images or catalogue, derived)
     cutouts, source = _inputs(loaded_runs[0], data_dir, images, catalogue)
     fits = fits if any(is_fits(p) for p in cutouts.paths) else None
-    total = np.zeros((len(cutouts.ids), N_OUTPUTS), dtype=np.float64)
+    total = np.zeros((len(cutouts.ids), task.n_outputs), dtype=np.float64)
     features = []
     for loaded in loaded_runs:
         pred = predict_paths(
@@ -496,10 +546,11 @@ def predict(
         "predict", _runs_provenance(loaded_runs), tta=tta, images=source, n_images=len(keep),
         derived=derived, fits=None if fits is None else fits.as_dict(),
     )  # fmt: skip
-    plain = cutouts.kaggle and not extra
+    plain = cutouts.kaggle and not extra and task.is_tree
     default = loaded_runs[0].run_dir / ("submission.csv" if plain else "predictions.csv")
     target = provenance.output_path(default, out, prov, reporter)
-    write_labels(target, ids, mean, id_column=ID_COLUMN if cutouts.kaggle else "id", extra=extra)
+    id_column = ID_COLUMN if cutouts.kaggle and task.is_tree else "id"
+    write_labels(target, ids, mean, id_column=id_column, extra=extra, columns=task.output_columns)
     provenance.write_sidecar(target, prov)
     vectors = None
     if embeddings is not None:
@@ -511,6 +562,7 @@ def predict(
     return PredictResult(
         out=target,
         runs=[str(r.run_dir) for r in loaded_runs],
+        columns=list(task.output_columns),
         n_images=len(keep),
         tta=tta,
         seconds=seconds,

@@ -35,6 +35,12 @@ class RunRow:
     date: str
     status: str
     """finished, stopped early, running, interrupted, failed or unknown."""
+    task: str = "tree"
+    """What the run predicts: ``tree`` (the Kaggle answers) or a finetuned task's kind."""
+    val_metric: str = "rmse"
+    """A finetuned run's validation metric (roc_auc, accuracy, rmse or loss)."""
+    val_best: float = math.nan
+    """A finetuned run's best value of it (its val_rmse column is then empty)."""
 
 
 @dataclass
@@ -56,13 +62,16 @@ class RunsTable:
     def summary(self) -> str:
         if not self.rows:
             return f"No runs in {self.runs_dir}."
-        head = ("run", "model", "epochs", "best val", "evaluated", "minutes", "date", "status")
+        head = ("run", "model", "task", "epochs", "best val", "evaluated", "minutes", "date",
+                "status")  # fmt: skip
         lines = [head]
         for r in self.rows:
             evaluated = "–" if math.isnan(r.eval_rmse) else f"{r.eval_rmse:.5f} (tta {r.eval_tta})"
+            best = "–" if math.isnan(r.val_rmse) else f"{r.val_rmse:.5f}"
+            if r.task != "tree":
+                best = f"{r.val_metric} " + ("–" if math.isnan(r.val_best) else f"{r.val_best:.5f}")
             lines.append((
-                r.name, r.model, f"{r.epochs}/{r.epochs_asked or '?'}",
-                "–" if math.isnan(r.val_rmse) else f"{r.val_rmse:.5f}", evaluated,
+                r.name, r.model, r.task, f"{r.epochs}/{r.epochs_asked or '?'}", best, evaluated,
                 f"{r.minutes:.1f}", r.date[:16].replace("T", " "), r.status,
             ))  # fmt: skip
         widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
@@ -93,10 +102,21 @@ def _row(run_dir: Path) -> RunRow:
     config = _json(run_dir / "config.json")
     metrics = read_metrics(run_dir)
     val = [m["val_rmse"] for m in metrics if not math.isnan(m.get("val_rmse", math.nan))]
-    best_eval, tta = math.nan, None
+    task = config.get("task") or {}
+    kind = str(task.get("kind", "tree"))
+    metric, best = "rmse", math.nan
+    if kind != "tree":  # a finetuned run: its metric column (val_roc_auc, …) and best value
+        metric = next((k[4:] for k in (metrics[0] if metrics else {}) if k.startswith("val_")
+                       and k != "val_loss"), "loss")  # fmt: skip
+        values = [m[f"val_{metric}"] for m in metrics if not math.isnan(m[f"val_{metric}"])]
+        pick = max if metric in ("roc_auc", "accuracy") else min
+        best = pick(values) if values else math.nan
+    best_eval, tta = math.inf, None
     for path in run_dir.glob("eval*.json"):
         found = _json(path)
-        rmse = found.get("rmse")
+        rmse = found.get("rmse") if kind == "tree" else found.get("value")
+        if kind != "tree" and isinstance(rmse, float) and metric in ("roc_auc", "accuracy"):
+            rmse = -rmse  # higher is better: keep the best as the lowest, shown positive
         if found.get("split") == "val" and isinstance(rmse, float) and not rmse >= best_eval:
             best_eval, tta = rmse, found.get("tta")
     return RunRow(
@@ -105,11 +125,14 @@ def _row(run_dir: Path) -> RunRow:
         epochs=len(metrics),
         epochs_asked=config.get("settings", {}).get("epochs"),
         val_rmse=min(val) if val else math.nan,
-        eval_rmse=best_eval,
+        eval_rmse=abs(best_eval) if math.isfinite(best_eval) else math.nan,
         eval_tta=tta,
         minutes=sum(m.get("seconds", 0.0) for m in metrics) / 60,
         date=str(config.get("created", "")),
         status=_status(run_dir),
+        task=kind,
+        val_metric=metric,
+        val_best=best,
     )
 
 

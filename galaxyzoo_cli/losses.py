@@ -1,4 +1,6 @@
-"""Training losses over the 37 outputs; empty label cells (NaN) are skipped."""
+"""Training losses: over the 37 outputs of the tree (:func:`masked_loss`, the ``--loss``
+choice), or the loss a user's task implies (:func:`task_loss`); empty label cells (NaN) are
+skipped."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import torch.nn.functional as F
 
 from galaxyzoo_cli.schema import QUESTIONS
 from galaxyzoo_cli.settings import Loss, choice
+from galaxyzoo_cli.tasks import Task, TaskKind
 
 _EPS = 1e-6
 
@@ -47,3 +50,26 @@ def _question_bce(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     ]
     galaxies = valid.any(dim=1).sum()
     return torch.stack(per_question, dim=1).sum() / galaxies.clamp(min=1)
+
+
+def task_loss(task: Task, kind: Loss, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss of ``task``: :func:`masked_loss` of ``kind`` for the tree; for a user's labels,
+    per target over its labelled rows: binary cross-entropy (binary), cross-entropy
+    (multi-class), mean squared error (fractions), summed over the targets."""
+    if task.is_tree:
+        return masked_loss(kind, pred, target)
+    total = pred.new_zeros(())
+    for t, o, k in task.slices():
+        p, y = pred[:, o], target[:, k]
+        if t.kind == TaskKind.FRACTIONS:
+            total = total + masked_loss(Loss.MSE, p, y)
+            continue
+        labelled = ~torch.isnan(y[:, 0])
+        if not labelled.any():
+            continue
+        p, y = p[labelled].clamp(_EPS, 1 - _EPS), y[labelled, 0]
+        if t.kind == TaskKind.BINARY:
+            total = total + F.binary_cross_entropy(p[:, 0], y)
+        else:
+            total = total + F.nll_loss(torch.log(p), y.long())
+    return total

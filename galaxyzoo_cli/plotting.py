@@ -176,6 +176,14 @@ def collect_run(
         "plot", [provenance.run_entry(loaded.run_dir, ckpt.path)],
         data_dir=None if folder is None else str(folder.resolve()), split=EvalSplit.VAL.value,
     )  # fmt: skip
+    if not ckpt.model.task.is_tree:
+        why = (
+            f"they show the 37 Kaggle answers; this run learned its own labels "
+            f"({ckpt.model.task.describe()}): see `galaxyzoo evaluate {loaded.run_dir}`"
+        )
+        if not metrics:
+            raise BadInputError(f"{loaded.run_dir}: nothing to plot: metrics.csv has no rows.")
+        return RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, why)
     try:
         if folder is None:
             raise BadInputError("the checkpoint names no data folder. Pass --data-dir.")

@@ -172,6 +172,7 @@ def _settings_table(ckpt: Any) -> str:
     shown = {
         "model": ckpt.model.name,
         "head": ckpt.model.head.value,
+        "task": ckpt.model.task.describe(),
         "input": ckpt.model.input.describe(),
         "frozen features": ckpt.model.freeze,
         **{k: settings[k] for k in ("loss", "epochs", "batch_size", "lr", "weight_decay",

@@ -107,8 +107,10 @@ def write_status(run_dir: Path | None, status: str, **extra: Any) -> None:
 
 
 def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
-    """Rewrite metrics.csv with ``rows`` (atomic: a reader never sees half a file)."""
-    write_csv(run_dir / "metrics.csv", rows, METRIC_COLUMNS)
+    """Rewrite metrics.csv with ``rows`` (atomic: a reader never sees half a file). The columns
+    are :data:`METRIC_COLUMNS`, with the task's metric (``val_roc_auc``…) in place of
+    ``val_rmse`` for a user's labels."""
+    write_csv(run_dir / "metrics.csv", rows, tuple(rows[0]) if rows else METRIC_COLUMNS)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
@@ -150,6 +152,7 @@ class Progress:
     epoch: int = 0
     best_val_loss: float = math.inf
     best_val_rmse: float = math.nan
+    """The validation metric at the best epoch: the Kaggle RMSE, or a user task's metric."""
     best_epoch: int = 0
     bad_epochs: int = 0
     images_seen: int = 0
@@ -176,10 +179,12 @@ class Checkpoint:
     data_dir: Path | None
     """The data folder the run was trained on."""
     val_ids: np.ndarray
-    """GalaxyIDs of its validation split."""
+    """GalaxyIDs of its validation split (for a user's labels: their ids, strings)."""
     progress: Progress
     version: str
     """The galaxyzoo-cli version that wrote it."""
+    labels: Path | None
+    """The user's labels file a ``finetune`` run learned (None: the Kaggle labels)."""
     state: dict[str, Any]
     """``model_state`` (the weights to use), and in last.pt what continuing needs:
     ``optimizer_state``, ``rng_state``, ``steps`` and, with weight averaging, ``train_state``."""
@@ -201,17 +206,23 @@ def save_checkpoint(
     data_dir: Path,
     val_ids: np.ndarray,
     progress: Progress,
+    labels: Path | None = None,
     **state: Any,
 ) -> None:
     """Write a self-describing checkpoint atomically: the last good one survives a crash."""
     import torch
 
+    data: dict[str, Any] = {"data_dir": str(data_dir)}
+    if labels is not None:  # a user's labels: their file, and the ids (strings) of the split
+        data.update(labels=str(labels), val_ids=[str(i) for i in val_ids])
+    else:
+        data["val_ids"] = torch.as_tensor(val_ids, dtype=torch.int64)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": __version__,
         "model": model.config.as_dict(),
         "settings": settings.as_dict(),
-        "data": {"data_dir": str(data_dir), "val_ids": torch.as_tensor(val_ids, dtype=torch.int64)},
+        "data": data,
         "progress": progress.as_dict(),
         "model_state": model.state_dict(),
         **state,
@@ -257,9 +268,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
             model=ModelConfig.from_dict(raw["model"]),
             settings=TrainConfig.from_dict(raw["settings"]),
             data_dir=Path(data["data_dir"]) if data.get("data_dir") else None,
-            val_ids=np.asarray(data["val_ids"], dtype=np.int64),
+            val_ids=np.asarray(data["val_ids"], dtype=str if data.get("labels") else np.int64),
             progress=Progress.from_dict(raw["progress"]),
             version=str(raw.get("version", "?")),
+            labels=Path(data["labels"]) if data.get("labels") else None,
             state={k: raw[k] for k in _STATE_KEYS if k in raw},
         )
     except (KeyError, TypeError, ValueError) as e:

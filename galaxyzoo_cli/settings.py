@@ -126,6 +126,13 @@ class TrainConfig:
     limit: int | None = None
     seed: int = 0
     patience: int = 0
+    head_epochs: int = 0
+    """The first epochs train the head alone (features frozen, in eval mode); then all of it."""
+    lr_decay: float = 1.0
+    """Layer-wise learning-rate decay: each block of the features learns at this factor of the
+    block above it (the head at ``lr``; 1: one rate for all)."""
+    epoch_images: int | None = None
+    """Images per epoch (None: the training set once); a smaller set is repeated up to it."""
     pretrained: bool | None = None
     weights: str | None = None
     freeze: bool | None = None
@@ -177,6 +184,15 @@ class TrainConfig:
             raise BadInputError(f"--image-size {self.image_size}: give a side between 8 and 1024.")
         if not 0 <= self.ema < 1:
             raise BadInputError(f"--ema {self.ema}: give a decay in [0, 1), e.g. 0.995 (0: off).")
+        if not 0 <= self.head_epochs < self.epochs:
+            raise BadInputError(
+                f"--head-epochs {self.head_epochs}: give 0 to {self.epochs - 1} (fewer than "
+                f"--epochs {self.epochs}, so the whole network trains too)."
+            )
+        if not 0 < self.lr_decay <= 1:
+            raise BadInputError(f"--lr-decay {self.lr_decay}: give a factor in (0, 1], e.g. 0.7.")
+        if self.epoch_images is not None and self.epoch_images < 1:
+            raise BadInputError(f"--epoch-images {self.epoch_images}: give at least 1.")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give at least 1.")
 

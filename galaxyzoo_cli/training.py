@@ -33,6 +33,8 @@ from galaxyzoo_cli.runs import (
 from galaxyzoo_cli.settings import RESUMABLE, TrainConfig
 from galaxyzoo_cli.tracking import open_tracker
 
+METRIC_NAMES = {"rmse": "RMSE", "roc_auc": "ROC AUC", "accuracy": "accuracy", "loss": "loss"}
+
 
 @dataclass
 class TrainResult:
@@ -52,6 +54,8 @@ class TrainResult:
     images_per_second: float
     stopped_early: bool
     device: str
+    metric: str = "rmse"
+    """What ``best_val_rmse`` holds: the Kaggle RMSE, or a user task's metric (roc_auc…)."""
     trials: list[dict[str, float]] = field(default_factory=list)
     skipped: dict[str, list[int | str]] = field(default_factory=dict)
     """Labelled galaxies left out, by reason (no image, unreadable image)."""
@@ -77,9 +81,15 @@ class TrainResult:
             + (", stopped early" if self.stopped_early else ""),
         ]
         if self.n_val:
+            baseline = (
+                f" (training-mean baseline {self.baseline_val_rmse:.5f})"
+                if not math.isnan(self.baseline_val_rmse)
+                else ""
+            )
+            what = METRIC_NAMES.get(self.metric, self.metric)
             lines.append(
-                f"Best epoch {self.best_epoch}: validation RMSE {self.best_val_rmse:.5f} "
-                f"(training-mean baseline {self.baseline_val_rmse:.5f}) on {self.n_val} galaxies"
+                f"Best epoch {self.best_epoch}: validation {what} {self.best_val_rmse:.5f}"
+                f"{baseline} on {self.n_val} galaxies"
             )
         if self.beats_baseline is False:
             lines.append(
@@ -255,7 +265,7 @@ def _write_run_config(run_dir: Path, setup: Setup, **extra: Any) -> None:
                 "n_train": len(setup.y_train),
                 "n_val": len(setup.y_val),
                 "n_missing_cells_train": int(np.isnan(setup.y_train).sum()),
-                "val_ids": [int(i) for i in setup.val_ids],
+                "val_ids": setup.val_ids.tolist(),
             },
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
@@ -294,7 +304,7 @@ def _fit_to_the_end(
     s.runtime.close()
     p = fit.progress
     baseline = math.nan
-    if len(s.y_val):
+    if len(s.y_val) and s.model_config.task.is_tree:
         means = column_means(s.y_train)
         baseline = kaggle_rmse(np.broadcast_to(means, s.y_val.shape), s.y_val)
     return TrainResult(
@@ -312,6 +322,7 @@ def _fit_to_the_end(
         images_per_second=p.images_seen / max(p.train_seconds, 1e-9),
         stopped_early=stopped,
         device=str(s.runtime.device),
+        metric=s.model_config.task.metric,
         trials=trials or [],
         skipped=s.skipped.as_dict(),
     )

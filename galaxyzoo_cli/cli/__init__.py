@@ -8,7 +8,8 @@ import importlib
 
 from galaxyzoo_cli.cli.app import app, main
 
-for _module in ("data", "train", "results"):  # they add their commands, in this order in --help
+# They add their commands, in this order in --help.
+for _module in ("data", "train", "finetune", "results"):
     importlib.import_module(f"galaxyzoo_cli.cli.{_module}")
 
 __all__ = ["app", "main"]

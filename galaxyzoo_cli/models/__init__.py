@@ -12,6 +12,7 @@ from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.models import backbones, custom  # noqa: F401  (they register their models)
 from galaxyzoo_cli.models.registry import ModelSpec, get_spec, list_models
 from galaxyzoo_cli.settings import DEFAULT_MODEL, Head, choice
+from galaxyzoo_cli.tasks import TREE, Task
 
 __all__ = [
     "ModelConfig",
@@ -32,6 +33,8 @@ class ModelConfig:
     input: InputSpec
     """Channels, crop, size and normalisation: the one copy every command reads."""
     freeze: bool = False
+    task: Task = TREE
+    """What it predicts: the Kaggle tree (``head`` then says how) or the user's labels."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class ModelConfig:
             "head": self.head.value,
             "input": self.input.as_dict(),
             "freeze": self.freeze,
+            "task": self.task.as_dict(),
         }
 
     @classmethod
@@ -48,6 +52,7 @@ class ModelConfig:
             head=choice(Head, d["head"], "head"),
             input=InputSpec.from_dict(d["input"]),
             freeze=bool(d["freeze"]),
+            task=Task.from_dict(d.get("task")),  # absent in older checkpoints: the tree
         )
 
 
@@ -66,6 +71,7 @@ def resolve_config(
     image_size: int | None = None,
     crop: int | None = None,
     freeze: bool | None = None,
+    task: Task = TREE,
 ) -> ModelConfig:
     """The model's configuration: unset options filled from its declared defaults, once.
 
@@ -86,6 +92,7 @@ def resolve_config(
             std=_channel_stats(default.std, ch),
         ),
         freeze=spec.pretrained if freeze is None else freeze,
+        task=task,
     )
 
 

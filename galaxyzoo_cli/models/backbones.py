@@ -61,9 +61,15 @@ def _hub_offline() -> Iterator[None]:
 
 
 def create_backbone(
-    arch: str, channels: int, pretrained: bool, weights: str | os.PathLike[str] | None
+    arch: str,
+    channels: int,
+    pretrained: bool,
+    weights: str | os.PathLike[str] | None,
+    hub: str | None = None,
 ) -> nn.Module:
-    """A timm model without classifier (``num_classes=0``): images → pooled features."""
+    """A timm model without classifier (``num_classes=0``): images → pooled features. Its
+    pretrained weights come from ``weights`` (a local file of ``arch``), else from ``hub`` (a
+    ``hf_hub:`` name, for weights published apart from timm's own) or timm's own for ``arch``."""
     import timm
 
     kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": channels}
@@ -89,23 +95,25 @@ def create_backbone(
         return model
     if not pretrained:
         return timm.create_model(arch, pretrained=False, **kwargs)
+    source = hub or arch
     if _hub_reachable():
-        return timm.create_model(arch, pretrained=True, **kwargs)
+        return timm.create_model(source, pretrained=True, **kwargs)
     try:
         with _hub_offline():
-            return timm.create_model(arch, pretrained=True, **kwargs)
+            return timm.create_model(source, pretrained=True, **kwargs)
     except Exception:  # any failure of the cache lookup means: no weights here
         raise BadInputError(
-            f"{arch}: pretrained weights are not cached and the Hugging Face hub is unreachable. "
-            "Give a local file with --weights FILE, or train from scratch with --no-pretrained."
+            f"{source}: pretrained weights are not cached and the Hugging Face hub is "
+            "unreachable. Give a local file with --weights FILE, or train from scratch with "
+            "--no-pretrained."
         ) from None
 
 
-def _factory(arch: str) -> Any:
+def _factory(arch: str, hub: str | None = None) -> Any:
     def factory(
         channels: int, pretrained: bool = False, weights: str | None = None, **_: object
     ) -> nn.Module:
-        return create_backbone(arch, channels, pretrained, weights)
+        return create_backbone(arch, channels, pretrained, weights, hub)
 
     return factory
 
@@ -182,3 +190,37 @@ register_model(
     test=True,
     parameters=376_277,
 )(_factory("test_resnet"))
+
+
+# Galaxy-pretrained encoders: Zoobot's (Walmsley et al.), published as timm models on the Hugging
+# Face hub under Apache-2.0 and trained on GZ Evo (820k galaxies from every major Galaxy Zoo
+# campaign, GZ2 among them). Their input, from Zoobot's docs: 224-px images with values in [0, 1]
+# and no further normalisation (so mean 0, std 1 here), the galaxy large and centred; the crop of
+# 318 px is 3/4 of the 424-px frame, the middle of the random crops Zoobot's data module trains
+# with (scale 0.7-0.8). The greyscale variants take one channel.
+ZOOBOT_CROP = 318
+for _arch, _grey, _parameters in (
+    ("convnext_nano", False, 14_976_277),
+    ("convnext_small", False, 49_483_141),
+    ("convnext_base", False, 87_604_389),
+    ("efficientnet_b0", False, 4_054_945),
+    ("resnet18", False, 11_195_493),
+    ("resnet50", False, 23_583_845),
+    ("convnext_nano", True, 14_973_717),
+    ("convnext_pico", True, 8_549_605),
+):
+    _variant = f"{'greyscale-' if _grey else ''}{_arch}"
+    _channels = 1 if _grey else 3
+    register_model(
+        f"zoobot-{_variant.replace('_', '-')}",
+        kind="timm",
+        description=f"Zoobot's {_arch} encoder{' (greyscale)' if _grey else ''}, pretrained on "
+        "820k Galaxy Zoo galaxies: the galaxy-pretrained start for finetune.",
+        channels=_channels,
+        image_size=224,
+        crop=ZOOBOT_CROP,
+        mean=(0.0,) * _channels,
+        std=(1.0,) * _channels,
+        pretrained=True,
+        parameters=_parameters,
+    )(_factory(_arch, hub=f"hf_hub:mwalmsley/zoobot-encoder-{_variant}"))

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from galaxyzoo_cli.models import ModelConfig, get_spec
-from galaxyzoo_cli.models.heads import make_head
+from galaxyzoo_cli.models.heads import SigmoidHead, TreeHead, make_head
+from galaxyzoo_cli.models.task_head import TaskHead
 
 
 class GalaxyModel(nn.Module):
@@ -20,7 +21,12 @@ class GalaxyModel(nn.Module):
         super().__init__()
         self.config = config
         self.features = features
-        self.head = make_head(config.head, int(features.num_features))  # type: ignore[arg-type]
+        n_features = int(features.num_features)  # type: ignore[arg-type]
+        self.head: SigmoidHead | TreeHead | TaskHead = (
+            make_head(config.head, n_features)
+            if config.task.is_tree
+            else TaskHead(n_features, config.task)
+        )
         spec = config.input
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)

@@ -1,0 +1,334 @@
+"""Your own labels: :func:`finetune` learns them from a run or a registry model, and
+:func:`evaluate_labels` scores a finetuned run on them.
+
+Read :func:`finetune` top to bottom: the labels and the task they imply → the starting point (a
+run's network and input, or a registry model with its pretrained weights) → the images of the
+labelled galaxies → a stratified split → the same loop as ``train``
+(:class:`galaxyzoo_cli.fit.Fit`): the head alone for the first ``head_epochs``, then the whole
+network with layer-wise learning-rate decay, early stopping on the task's metric.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from galaxyzoo_cli import provenance
+from galaxyzoo_cli.cache import Rows, load_images
+from galaxyzoo_cli.data import Skipped, write_labels
+from galaxyzoo_cli.device import seed_everything, setup_runtime
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.files import write_json_atomic
+from galaxyzoo_cli.fit import Fit, Setup
+from galaxyzoo_cli.labels import encode, infer_task, match_images, read_label_file
+from galaxyzoo_cli.labels import stratified_split as split_labels
+from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
+from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.runs import load_checkpoint, resolve_run
+from galaxyzoo_cli.settings import EvalSplit, TrainConfig
+from galaxyzoo_cli.tasks import Task, TaskKind, headline, task_scores
+from galaxyzoo_cli.tracking import check_available
+from galaxyzoo_cli.training import TrainResult, _fit_to_the_end, _new_run
+
+if TYPE_CHECKING:
+    import torch
+
+    from galaxyzoo_cli.inference import LoadedRun
+
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "head_epochs": 5,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "lr_decay": 0.7,
+    "patience": 6,
+    "epoch_images": 512,
+    "val_fraction": 0.2,
+}
+"""Where ``finetune``'s defaults differ from ``train``'s: made for a few hundred labels (a small
+set is repeated to 512 images per epoch, so 25 labels still make 16 steps an epoch)."""
+
+
+def finetune_config(**options: Any) -> TrainConfig:
+    """The settings of a finetune: ``options`` that are not None over :data:`FINETUNE_DEFAULTS`
+    over train's."""
+    given = {k: v for k, v in options.items() if v is not None}
+    return TrainConfig(**{**FINETUNE_DEFAULTS, **given})
+
+
+def _is_run(source: str) -> bool:
+    return Path(source).exists()
+
+
+def _starting_point(
+    source: str, config: TrainConfig, task: Task
+) -> tuple[TrainConfig, ModelConfig, dict[str, Any] | None, dict[str, Any]]:
+    """The settings, model configuration and starting features (a run's, else None: the
+    registry model's own) of ``source``, and where they come from."""
+    freeze = bool(config.freeze)
+    if _is_run(source):
+        given = [f for f in ("channels", "image_size", "crop") if getattr(config, f) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise BadInputError(
+                f"{flag}: finetuning the run {source} keeps its input ({flag} is the run's). "
+                "Drop it, or start from a registry model."
+            )
+        ref = resolve_run(source)
+        ckpt = load_checkpoint(ref.checkpoint)
+        state = ckpt.state["model_state"]
+        features = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+        model_config = replace(ckpt.model, task=task, freeze=freeze)
+        config = config.replace(model=ckpt.model.name, pretrained=False, weights=None)
+        origin = {"run": str(ref.run_dir.resolve()), "checkpoint": str(ref.checkpoint.resolve()),
+                  "model": ckpt.model.name, "task": ckpt.model.task.describe()}  # fmt: skip
+        return config, model_config, features, origin
+    spec = get_spec(source)
+    pretrained = config.weights is not None or (
+        spec.pretrained if config.pretrained is None else config.pretrained
+    )
+    if freeze and not pretrained:
+        raise BadInputError(
+            f"--freeze without pretrained weights: {spec.name}'s features would stay random. "
+            "Drop --freeze, or load weights (--pretrained, or --weights FILE)."
+        )
+    model_config = resolve_config(
+        source, channels=config.channels, image_size=config.image_size, crop=config.crop,
+        freeze=freeze, task=task,
+    )  # fmt: skip
+    config = config.replace(model=model_config.name, pretrained=pretrained)
+    return config, model_config, None, {"model": model_config.name, "pretrained": pretrained,
+                                        "weights": config.weights}  # fmt: skip
+
+
+def finetune(
+    source: str,
+    *,
+    labels: Path,
+    images: Path | None = None,
+    columns: Sequence[str] = (),
+    config: TrainConfig | None = None,
+    runs_dir: Path = Path("runs"),
+    reporter: Reporter = SILENT,
+) -> TrainResult:
+    """Learn the labels of ``labels`` (a CSV: ``id`` or ``path`` and label columns, ``columns``
+    picking some) for the images in ``images``, starting from ``source``: a run folder (its
+    network and input spec; the head is replaced) or a registry model name (its pretrained
+    weights, or from scratch with ``pretrained=False``). Writes a new run folder, like train.
+
+    ``config.freeze``: the features stay as loaded and only the head learns (a linear probe);
+    otherwise the head learns alone for ``head_epochs``, then the whole network, each block of
+    the features at ``lr_decay`` times the rate of the block above it. Galaxies whose image is
+    missing or unreadable are left out and named (``strict``: an error).
+    """
+    start = time.perf_counter()
+    config = config or finetune_config()
+    config.check()
+    check_available(config.log)
+    # The labels, and the task they imply.
+    table = read_label_file(labels, columns)
+    task = infer_task(table)
+    y_all = encode(table, task)
+    # The starting point: a run's network and input, or a registry model.
+    config, model_config, features, origin = _starting_point(source, config, task)
+    learned = features is not None or bool(config.pretrained)
+    config = config.replace(
+        # Random features have nothing to keep: no head-only phase; frozen ones: all of it.
+        head_epochs=config.head_epochs if learned and not model_config.freeze else 0,
+        augment=(not model_config.freeze) if config.augment is None else config.augment,
+    )
+    runtime = setup_runtime(config.device, reporter)
+    seed_everything(config.seed)
+    # The images of the labelled galaxies, decoded once (through the cache).
+    paths, _ = match_images(table, images)
+    skipped = Skipped()
+    skipped.add("missing image", [table.ids[i] for i, p in enumerate(paths) if p is None])
+    found = np.array([i for i, p in enumerate(paths) if p is not None], dtype=np.int64)
+    if not len(found):
+        raise BadInputError(
+            f"--labels {labels}: no labelled galaxy has an image"
+            + (f" in {images}" if images is not None else "")
+            + " (ids are the image file stems, e.g. 12345 for 12345.jpg)."
+        )
+    decoded = load_images([paths[i] for i in found], model_config.input, workers=config.workers,
+                          reporter=reporter, use_cache=config.cache)  # fmt: skip
+    skipped.add("unreadable image", [table.ids[found[i]] for i in decoded.unreadable])
+    skipped.enforce(config.strict, f"--labels {labels}", reporter)
+    readable = np.flatnonzero(decoded.readable)
+    rows = found[readable]
+    y, ids = y_all[rows], np.array([table.ids[i] for i in rows])
+    # A stratified validation split.
+    is_val = np.zeros(len(rows), dtype=bool)
+    is_val[split_labels(task, y, config.val_fraction, config.seed, f"--labels {labels}")] = True
+    x_train, x_val = runtime.keep_on_device(
+        (Rows(decoded.pixels, readable[~is_val]), Rows(decoded.pixels, readable[is_val])),
+        reporter,
+    )
+    data_dir = images if images is not None and table.paths is None else labels.parent
+    setup = Setup(
+        config, model_config, runtime, data_dir, len(table.ids), ids[is_val], x_train,
+        y[~is_val], x_val, y[is_val], skipped, labels=labels,
+    )  # fmt: skip
+    # The model (the run's features, or the registry's weights) with a new head; the run folder.
+    fit = Fit(setup, seed=config.seed, features_state=features)
+    run_dir = _new_run(runs_dir, setup, reporter, command="finetune", source=origin,
+                       task=task.as_dict(), labels=str(labels.resolve()))  # fmt: skip
+    reporter.log(
+        f"Task: {task.describe()}; {int((~is_val).sum())} galaxies to train on, "
+        f"{int(is_val.sum())} to validate."
+    )
+    # The same loop as train's, then the best epoch's weights.
+    return _fit_to_the_end(fit, run_dir, start, reporter)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate: a finetuned run on its labels
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelEvalResult:
+    """A finetuned run's figures on its labels: per target (ROC AUC, accuracy and confusion for
+    classes; RMSE for fractions) and the task's metric."""
+
+    runs: list[Path]
+    split: str
+    tta: int
+    task: Task
+    scores: dict[str, dict[str, Any]]
+    n_images: int
+    seconds: float
+    provenance: dict[str, Any]
+    skipped: Skipped
+    out: Path | None = None
+    predictions: Path | None = None
+
+    @property
+    def metric(self) -> float:
+        return headline(self.task, self.scores) if self.task.metric != "loss" else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task.as_dict(),
+            "metric": self.task.metric,
+            "value": None if math.isnan(self.metric) else self.metric,
+            "targets": self.scores,
+            "n_images": self.n_images,
+            "split": self.split,
+            "tta": self.tta,
+            "runs": [str(r) for r in self.runs],
+            "run_dir": str(self.runs[0]),
+            "skipped": self.skipped.as_dict(),
+            "seconds": self.seconds,
+            "out": None if self.out is None else str(self.out),
+            "predictions": None if self.predictions is None else str(self.predictions),
+            "provenance": self.provenance,
+        }
+
+    def summary(self) -> str:
+        what = str(self.runs[0]) if len(self.runs) == 1 else f"ensemble of {len(self.runs)} runs"
+        lines = [f"{what} on {self.n_images} galaxies ({self.split} split, tta {self.tta}):"]
+        for target in self.task.targets:
+            s = self.scores[target.name]
+            if target.kind == TaskKind.FRACTIONS:
+                lines.append(f"  {target.name}: RMSE {_num(s['rmse'])} on {s['n_galaxies']} "
+                             "galaxies")  # fmt: skip
+                continue
+            auc = f"ROC AUC {_num(s['roc_auc'])}, " if target.kind == TaskKind.BINARY else ""
+            lines.append(f"  {target.name}: {auc}accuracy {_num(s['accuracy'])} on "
+                         f"{s['n_galaxies']} galaxies")  # fmt: skip
+            width = max(len(c) for c in target.classes) + 2
+            lines.append("    confusion (rows: true, columns: predicted)")
+            lines.append("    " + " " * width + "".join(f"{c:>{width}}" for c in target.classes))
+            for c, row in zip(target.classes, s["confusion"], strict=True):
+                lines.append("    " + f"{c:>{width}}" + "".join(f"{v:>{width}}" for v in row))
+        if self.skipped:
+            lines.append(self.skipped.describe() + ".")
+        for path in (self.out, self.predictions):
+            if path is not None:
+                lines.append(f"Wrote {path}")
+        return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.4f}"
+
+
+def evaluate_labels(
+    loaded: Sequence[LoadedRun],
+    device: torch.device,
+    *,
+    images: Path | None = None,
+    split: EvalSplit = EvalSplit.VAL,
+    tta: int = 1,
+    use_cache: bool | None = None,
+    workers: int | None = None,
+    write: bool = True,
+    out: Path | None = None,
+    predictions: Path | None = None,
+    strict: bool = False,
+    reporter: Reporter = SILENT,
+) -> LabelEvalResult:
+    """The task's figures of finetuned run(s) (several: averaged) on the labels they learned:
+    their validation split (or training rows, or all), the images from ``images`` or the folder
+    they were trained on. Written to ``out`` or RUN/eval.json with ``write``; ``predictions``:
+    also the predictions as a CSV (the run's output columns). Called by
+    :func:`galaxyzoo_cli.inference.evaluate` for runs of a user's task."""
+    from galaxyzoo_cli.inference import predict_paths
+
+    start = time.perf_counter()
+    first = loaded[0].checkpoint
+    task = first.model.task
+    for other in loaded[1:]:
+        if other.checkpoint.model.task != task or other.checkpoint.labels != first.labels:
+            raise BadInputError(
+                f"{other.checkpoint.path}: learned other labels than {first.path}; an ensemble "
+                "averages runs of one task on one labels file."
+            )
+    if first.labels is None:
+        raise BadInputError(f"{first.path}: names no labels file; it is not a finetuned run.")
+    table = read_label_file(first.labels, task.label_columns)
+    y_all = encode(table, task)
+    folder = images or first.data_dir
+    paths, source = match_images(table, folder)
+    is_val = np.isin(np.array(table.ids), first.val_ids)
+    chosen = {EvalSplit.VAL: is_val, EvalSplit.TRAIN: ~is_val}.get(split, np.ones_like(is_val))
+    skipped = Skipped()
+    skipped.add("missing image", [table.ids[i] for i in np.flatnonzero(chosen) if paths[i] is None])
+    rows = np.array([i for i in np.flatnonzero(chosen) if paths[i] is not None], dtype=np.int64)
+    files = [p for p in (paths[i] for i in rows) if p is not None]
+    pred = np.zeros((len(rows), task.n_outputs))
+    for run in loaded:
+        pred += predict_paths(
+            run, files, device, tta=tta, use_cache=use_cache, workers=workers, reporter=reporter
+        ).values
+    pred /= len(loaded)
+    readable = ~np.isnan(pred).any(axis=1)
+    skipped.add("unreadable image", [table.ids[i] for i in rows[~readable]])
+    skipped.enforce(strict, f"--labels {first.labels}", reporter)
+    rows, pred = rows[readable], pred[readable]
+    prov = provenance.record(
+        "evaluate", [provenance.run_entry(r.run_dir, r.checkpoint.path) for r in loaded],
+        split=split.value, tta=tta, labels=str(first.labels), images=source, n_images=len(rows),
+    )  # fmt: skip
+    result = LabelEvalResult(
+        runs=[r.run_dir for r in loaded], split=split.value, tta=tta, task=task,
+        scores=task_scores(task, pred, y_all[rows]), n_images=len(rows),
+        seconds=time.perf_counter() - start, provenance=prov, skipped=skipped,
+    )  # fmt: skip
+    if predictions is not None:
+        ids = [table.ids[i] for i in rows]
+        result.predictions = write_labels(predictions, ids, pred, id_column="id",
+                                          columns=task.output_columns)  # fmt: skip
+        provenance.write_sidecar(result.predictions, prov)
+    if write:
+        default = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
+        result.out = provenance.output_path(default, out, prov, reporter)
+        write_json_atomic(result.out, result.as_dict())
+    return result
