@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> None:
             rng = np.random.default_rng([draw, n])
             train = np.sort(rng.choice(len(ids), n, replace=False))
             test = np.setdiff1d(np.arange(len(ids)), train)
-            csv = work / f"labels-n{n}-draw{draw}.csv"
+            csv = work / f"labels-n{n}-draw{draw}-{os.getpid()}.csv"
             csv.write_text("id,spiral\n" + "".join(f"{ids[i]},{flags[i]}\n" for i in train))
             for method in methods:
                 if (method, n, draw) in done:

@@ -347,7 +347,7 @@ def test_a_zoobot_encoder_loads_local_weights_through_timm(
     )
     ckpt = load_checkpoint(result.run_dir / "weights" / "last.pt")
     assert ckpt.model.input.channels == 1 and ckpt.model.input.mean == (0.0,)
-    assert ckpt.model.input.crop == 318
+    assert ckpt.model.input.crop == 368
     # The head-only epoch left the loaded features as they were; the file's tensors are in them.
     first = next(k for k in state if k.endswith("weight"))
     assert ckpt.state["model_state"][f"features.{first}"].shape == state[first].shape

@@ -71,10 +71,10 @@ def finetune(
     head_epochs: Annotated[
         int | None, _opt("--head-epochs", "First epochs training the head alone", 5)
     ] = None,
-    lr: Annotated[float | None, _opt("--lr", "Peak learning rate of the head", "1e-3")] = None,
+    lr: Annotated[float | None, _opt("--lr", "Peak learning rate of the head", "5e-4")] = None,
     lr_decay: Annotated[
         float | None,
-        _opt("--lr-decay", "Layer-wise decay: each block learns at this factor of the next", 0.7),
+        _opt("--lr-decay", "Layer-wise decay: each block learns at this factor of the next", 0.5),
     ] = None,
     batch_size: Annotated[int | None, _opt("--batch-size", "Images per step", 32)] = None,
     weight_decay: Annotated[float | None, _opt("--weight-decay", "Weight decay", "1e-4")] = None,

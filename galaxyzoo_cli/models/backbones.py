@@ -195,10 +195,10 @@ register_model(
 # Galaxy-pretrained encoders: Zoobot's (Walmsley et al.), published as timm models on the Hugging
 # Face hub under Apache-2.0 and trained on GZ Evo (820k galaxies from every major Galaxy Zoo
 # campaign, GZ2 among them). Their input, from Zoobot's docs: 224-px images with values in [0, 1]
-# and no further normalisation (so mean 0, std 1 here), the galaxy large and centred; the crop of
-# 318 px is 3/4 of the 424-px frame, the middle of the random crops Zoobot's data module trains
-# with (scale 0.7-0.8). The greyscale variants take one channel.
-ZOOBOT_CROP = 318
+# and no further normalisation (so mean 0, std 1 here), the galaxy large and centred. The crop is
+# ours: Zoobot's data module crops 70-80% of the image's area before resizing to 224, a side of
+# about sqrt(0.75) = 0.87 of the frame: 368 of 424 px. The greyscale variants take one channel.
+ZOOBOT_CROP = 368
 for _arch, _grey, _parameters in (
     ("convnext_nano", False, 14_976_277),
     ("convnext_small", False, 49_483_141),
