@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from galaxyzoo_cli import provenance
-from galaxyzoo_cli.cache import image_size_of, load_images, take_rows, will_cache
+from galaxyzoo_cli.cache import image_size_of, load_images, rows_of, take_rows, will_cache
 from galaxyzoo_cli.cutouts import (
     Cutouts,
     FitsOptions,
@@ -83,26 +83,29 @@ def _image_chunks(
     reporter: Reporter,
     unreadable: dict[int, str],
     fits: FitsOptions | None = None,
+    rows: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
-    """uint8 chunks (n, C, S, S) of the images, in order, bounded in size (4,096 images at 64 px,
-    fewer when larger), from the cache or decoded chunk by chunk (see
-    :func:`galaxyzoo_cli.cache.load_images` for when); the images that cannot be read are added
-    to ``unreadable``."""
+    """uint8 chunks (n, C, S, S) of images ``rows`` of ``paths`` (all when None), in order,
+    bounded in size (4,096 images at 64 px, fewer when larger), from the cache of all of
+    ``paths`` or decoded chunk by chunk (see :func:`galaxyzoo_cli.cache.load_images` for when);
+    the images that cannot be read are added to ``unreadable`` (numbered among those asked)."""
     chunk = batch_for(spec.size, _CHUNK)
     if will_cache(paths, spec, use_cache):
         decoded = load_images(
-            paths, spec, workers=workers, reporter=reporter, use_cache=True, fits=fits
+            paths, spec, rows=rows, workers=workers, reporter=reporter, use_cache=True, fits=fits
         )
         unreadable.update(decoded.unreadable)
-        for s in range(0, len(paths), chunk):  # writable copies, bounded in size
-            yield take_rows(decoded.pixels, np.arange(s, min(s + chunk, len(paths))))
+        positions = decoded.positions
+        for s in range(0, len(positions), chunk):  # writable copies, bounded in size
+            yield take_rows(decoded.pixels, positions[s : s + chunk])
         return
     if use_cache is None:
         reporter.log("Decoding the images as they are predicted (a cache would be too large).")
-    side = spec.size or image_size_of(paths, spec, fits)
-    for s in range(0, len(paths), chunk):
-        part = np.empty((len(paths[s : s + chunk]), spec.channels, side, side), np.uint8)
-        found = decode_into(part, paths[s : s + chunk], spec, workers, SILENT, fits)
+    wanted = list(paths) if rows is None else [paths[int(i)] for i in rows]
+    side = spec.size or image_size_of(wanted, spec, fits)
+    for s in range(0, len(wanted), chunk):
+        part = np.empty((len(wanted[s : s + chunk]), spec.channels, side, side), np.uint8)
+        found = decode_into(part, wanted[s : s + chunk], spec, workers, SILENT, fits)
         unreadable.update({s + i: why for i, why in found.items()})
         yield part
 
@@ -170,13 +173,18 @@ def predict_paths(
     embeddings: bool = False,
     fits: FitsOptions | None = None,
     reporter: Reporter = SILENT,
+    rows: np.ndarray | None = None,
 ) -> Predictions:
-    """A run's predictions for image files, with its own input spec (``batch_size``: 256
+    """A run's predictions for image files ``rows`` of ``paths`` (all when None; ``paths`` is
+    the whole folder, whose cache they share), with its own input spec (``batch_size``: 256
     images at 64 px by default, fewer for larger inputs)."""
     unreadable: dict[int, str] = {}
-    chunks = _image_chunks(paths, loaded.input, use_cache, workers, reporter, unreadable, fits)
+    chunks = _image_chunks(
+        paths, loaded.input, use_cache, workers, reporter, unreadable, fits, rows
+    )
+    n_images = len(paths) if rows is None else len(rows)
     values, feats = predict_images(
-        loaded.model, chunks, len(paths), device, tta=tta,
+        loaded.model, chunks, n_images, device, tta=tta,
         batch_size=batch_size or batch_for(loaded.input.size, 256), embeddings=embeddings,
         reporter=reporter,
     )  # fmt: skip
@@ -202,12 +210,27 @@ def split_predictions(
     subset = cat.select(split, ckpt.val_ids, ckpt.settings.limit)
     if sample is not None and len(subset) > sample:
         subset = subset.subset(np.sort(np.random.default_rng(0).choice(len(subset), sample, False)))
+    universe, rows = _within(cat, subset, ckpt.settings.limit)
     pred = predict_paths(
-        loaded, subset.paths, device, tta=tta, use_cache=use_cache, workers=workers,
-        reporter=reporter,
+        loaded, universe.paths, device, tta=tta, use_cache=use_cache, workers=workers,
+        reporter=reporter, rows=rows,
     )  # fmt: skip
     keep = np.setdiff1d(np.arange(len(subset)), list(pred.unreadable))
     return subset.subset(keep), pred.values[keep]
+
+
+def _within(
+    cat: Catalogue, subset: Catalogue, limit: int | None
+) -> tuple[Catalogue, np.ndarray | None]:
+    """The images a subset is read among, so that every command shares one cache of them: the
+    run's images (its first ``limit`` galaxies, or all of ``cat``), and the subset's rows."""
+    if limit is not None and limit < len(cat):
+        first = cat.subset(np.arange(limit))
+        rows = rows_of(first.ids, subset.ids)
+        if rows is not None:
+            return first, rows
+    rows = rows_of(cat.ids, subset.ids)
+    return (cat, rows) if rows is not None else (subset, None)
 
 
 def _runs_provenance(loaded: Sequence[LoadedRun]) -> list[dict[str, str]]:
@@ -332,10 +355,11 @@ def evaluate(
     means = column_means(cat.select(EvalSplit.TRAIN, first.val_ids, first.settings.limit).labels)
     subset = cat.select(split, first.val_ids, first.settings.limit)
     pred = np.zeros((len(subset), N_OUTPUTS), dtype=np.float64)
+    universe, rows = _within(cat, subset, first.settings.limit)
     for run in loaded:
         pred += predict_paths(
-            run, subset.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
-            reporter=reporter,
+            run, universe.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
+            reporter=reporter, rows=rows,
         ).values  # fmt: skip
     pred /= len(loaded)
     readable = ~np.isnan(pred[:, 0])

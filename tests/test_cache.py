@@ -159,7 +159,11 @@ def test_the_cache_command_lists_and_clears(
     assert cleared["removed"] == 1 and cleared["freed_bytes"] > 40 * 32 * 32
     left = json.loads(runner.invoke(app, ["cache", "--json"]).stdout)["caches"]
     assert sorted(c["n_images"] for c in left) == [0, 10]
-    assert runner.invoke(app, ["cache", "clear"]).exit_code == 0
+    # Everything: not without a question (no terminal here: refused, naming the way out).
+    refused = runner.invoke(app, ["cache", "clear"])
+    assert refused.exit_code == 2 and "--all" in refused.stderr and "2 caches" in refused.stderr
+    assert len(json.loads(runner.invoke(app, ["cache", "--json"]).stdout)["caches"]) == 2
+    assert runner.invoke(app, ["cache", "clear", "--all"]).exit_code == 0
     assert not list(root.iterdir())
 
 
