@@ -510,12 +510,13 @@ class CacheReport:
     def summary(self) -> str:
         lines = []
         if self.removed:
-            lines.append(f"Removed {self.removed} caches from {self.root}: {_size(self.freed)}.")
+            n = self.removed
+            lines.append(f"Removed {n} cache{'s' if n != 1 else ''} from {self.root}: "
+                         f"{_size(self.freed)}.")  # fmt: skip
         if not self.entries:
             lines.append(f"No caches in {self.root}." if not self.removed else "")
             return "\n".join(line for line in lines if line)
-        lines.append(f"{self.root}: {len(self.entries)} caches, "
-                     f"{_size(sum(e.bytes for e in self.entries))}")  # fmt: skip
+        lines.append(self.describe())
         for e in self.entries:
             p = e.preprocess
             what = (f"{'gray' if p.get('channels') == 1 else 'RGB'} crop {p.get('crop')} → "

@@ -86,6 +86,8 @@ class RunData:
     """What the model sees of an image (for showing it)."""
     training_means: np.ndarray | None = None
     """Column means of the run's training labels: the mean baseline."""
+    model: str = ""
+    """The run's model (architecture) name."""
 
 
 def question_label(q: Question) -> str:

@@ -59,6 +59,9 @@ class TrainResult:
     """The epochs the run had before this session (``--resume``); 0 for a new run."""
     run_seconds: float = math.nan
     """The whole run's epochs, every session's: the sum of metrics.csv's ``seconds``."""
+    session_epoch_seconds: float = math.nan
+    """This session's epochs (``seconds`` of its rows of metrics.csv); ``seconds`` adds the
+    setup (decoding, model loading) to it."""
 
     @property
     def beats_baseline(self) -> bool | None:
@@ -83,7 +86,8 @@ class TrainResult:
             head = (
                 f"Run {self.run_dir}: {self.model}, {epochs} in {self.run_seconds:.1f} s of "
                 f"training over the whole run ({self.images_per_second:.0f} images/s){early}; "
-                f"this session ran {these} in {self.seconds:.1f} s"
+                f"this session: {these} in {self.session_epoch_seconds:.1f} s "
+                f"({self.seconds:.1f} s with the setup)"
             )
         else:
             head = (f"Run {self.run_dir}: {self.model}, {epochs} in {self.seconds:.1f} s "
@@ -332,4 +336,6 @@ def _fit_to_the_end(
         skipped=s.skipped.as_dict(),
         resumed_from_epoch=resumed_from_epoch,
         run_seconds=float(sum(m.get("seconds", 0.0) for m in p.metrics)),
-    )
+        session_epoch_seconds=float(sum(m.get("seconds", 0.0) for m in p.metrics
+                                        if m.get("epoch", 0) > resumed_from_epoch)),
+    )  # fmt: skip

@@ -71,13 +71,17 @@ def test_a_resumed_run_reports_the_whole_runs_time(synthetic_data: Path, tmp_pat
     more = resume(first.run_dir, epochs=3)
     whole = sum(m["seconds"] for m in read_metrics(first.run_dir))
     assert more.epochs_run == 3 and more.resumed_from_epoch == 2
-    assert more.run_seconds == pytest.approx(whole) and more.run_seconds > more.seconds / 100
+    assert (
+        more.run_seconds == pytest.approx(whole, abs=1e-3) and more.run_seconds > more.seconds / 100
+    )
     text = more.summary()
     assert f"3 epochs in {whole:.1f} s of training over the whole run" in text
-    assert f"this session ran epoch 3 in {more.seconds:.1f} s" in text
+    this = read_metrics(first.run_dir)[-1]["seconds"]
+    assert more.session_epoch_seconds == pytest.approx(this, abs=1e-3)
+    assert f"this session: epoch 3 in {this:.1f} s ({more.seconds:.1f} s with the setup)" in text
     out = runner.invoke(app, ["train", "--resume", str(first.run_dir), "--epochs", "5", "--json"])
     assert out.exit_code == 0, out.output
     d = json.loads(out.stdout)
     assert d["resumed_from_epoch"] == 3 and d["run_seconds"] == pytest.approx(
-        sum(m["seconds"] for m in read_metrics(first.run_dir))
+        sum(m["seconds"] for m in read_metrics(first.run_dir)), abs=1e-3
     )

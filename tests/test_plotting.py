@@ -254,6 +254,58 @@ def testtop_path_follows_the_volunteers_answers_down_the_tree() -> None:
     assert figures.top_path(unlabelled) == []
 
 
+def test_the_report_shows_provenance_as_a_table_and_compares_models(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import html.parser
+
+    from galaxyzoo_cli.report import report
+
+    _, run_dir = tiny
+    runs = [copy_run(run_dir, tmp_path / "a"), copy_run(run_dir, tmp_path / "b")]
+    out = report(runs, out=tmp_path / "r.html", device="cpu").out
+    page = out.read_text()
+
+    class Tables(html.parser.HTMLParser):
+        """The text of each table cell, row by row, of every table."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("td", "th") and self.cell is not None and self.rows:
+                self.rows[-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    tables = Tables()
+    tables.feed(page)
+    rows = tables.rows
+    head = next(r for r in rows if r[:2] == ["run", "model"])
+    assert head[2:] == ["epochs", "best validation RMSE (training)", "validation RMSE (now)"]
+    compared = [r for r in rows if r and r[0] in ("a", "b") and len(r) == 5]
+    assert [r[1].split(",")[0] for r in compared] == ["test_tiny", "test_tiny"]
+    # Provenance: a table, not a Python dict; booleans as yes/no everywhere.
+    assert "{'tool'" not in page and "'sha256'" not in page
+    assert "<h2>Provenance</h2>" in page
+    by_key = {r[0]: r[1] for r in rows if len(r) == 2}
+    assert by_key["tool"] == "galaxyzoo-cli" and by_key["command"] == "report"
+    assert by_key["frozen features"] == "no" and by_key["augment"] in ("yes", "no")
+    assert len(by_key["sha256"]) == 64
+    assert not any(c in ("True", "False", "None") for r in rows for c in r)
+
+
 # ---------------------------------------------------------------------------------------------
 # preview
 # ---------------------------------------------------------------------------------------------
