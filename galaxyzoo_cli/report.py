@@ -55,6 +55,7 @@ figure { margin: 1em 0; } figure img { max-width: 100%; }
 .galaxy img { width: 100%; image-rendering: pixelated; border-radius: 3px; }
 .good { color: #1a7f37; } .bad { color: #b42318; }
 .provenance { font-size: .85em; } .provenance td { text-align: left; vertical-align: top; }
+.compare td:nth-child(2), .compare th:nth-child(2) { text-align: left; }
 .provenance table { margin: 0; } .provenance code { word-break: break-all; }
 """
 
@@ -181,7 +182,7 @@ def _comparison_table(runs: Sequence[RunData]) -> str:
         rows.append(f"<tr><td>{html.escape(run.name)}</td>"
                     f"<td>{html.escape((run.model or '?') + seen)}</td><td>{len(run.metrics)}</td>"
                     f"<td>{_num(best)}</td><td>{_num(rmse)}</td></tr>")  # fmt: skip
-    return ("<table><tr><th>run</th><th>model</th><th>epochs</th>"
+    return ("<table class=compare><tr><th>run</th><th>model</th><th>epochs</th>"
             "<th>best validation RMSE (training)</th><th>validation RMSE (now)</th></tr>"
             + "".join(rows) + "</table>")  # fmt: skip
 
