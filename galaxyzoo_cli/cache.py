@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -234,7 +235,7 @@ def _build(
     _remove_orphans(root)
     _check_room(root, int(np.prod(shape)), reporter)
     start = time.perf_counter()
-    tmp = root / f".{final.stem}.{os.getpid()}.npy.tmp"
+    tmp = root / f".{final.stem}.{os.getpid()}-{_host()}.npy.tmp"
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         unreadable = decode_into(out, paths, spec, workers, reporter, fits)
@@ -269,11 +270,19 @@ def _common_folder(paths: Sequence[Path]) -> Path:
     return Path(os.path.commonpath(sorted(folders)))
 
 
-def _builder_pid(tmp: Path) -> int | None:
-    """The process id in a build's temporary name (``.<key>.<pid>.npy.tmp``), if any."""
+def _host() -> str:
+    """This machine's name, as it goes into a build's temporary name (no dots)."""
+    return "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:40]
+
+
+def _builder(tmp: Path) -> tuple[int, str] | None:
+    """The process id and machine in a build's temporary name
+    (``.<key>.<pid>-<host>.npy.tmp``), if it has them."""
     parts = tmp.name.split(".")
-    if len(parts) == 5 and parts[3:] == ["npy", "tmp"] and parts[2].isdigit():
-        return int(parts[2])
+    if len(parts) == 5 and parts[3:] == ["npy", "tmp"]:
+        pid, _, host = parts[2].partition("-")
+        if pid.isdigit() and host:
+            return int(pid), host
     return None
 
 
@@ -288,15 +297,17 @@ def _alive(pid: int) -> bool:
 
 
 def _orphan(tmp: Path) -> bool:
-    """A build's temporary file whose process is gone (or, for a name without a process id, one
-    untouched for ten minutes)."""
-    pid = _builder_pid(tmp)
-    if pid is not None:
-        return pid != os.getpid() and not _alive(pid)
+    """A build's temporary file whose process is gone: on this machine, a process id that no
+    longer runs; from another machine sharing the folder, or a name without a process id, one
+    untouched for a day (another machine's), or ten minutes (no id)."""
+    builder = _builder(tmp)
+    if builder is not None and builder[1] == _host():
+        return builder[0] != os.getpid() and not _alive(builder[0])
     try:
-        return time.time() - tmp.stat().st_mtime >= 600
+        age = time.time() - tmp.stat().st_mtime
     except OSError:
         return False
+    return age >= (86_400 if builder is not None else 600)
 
 
 def _remove_orphans(root: Path) -> None:

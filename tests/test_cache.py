@@ -361,21 +361,26 @@ def test_a_build_killed_before_cleaning_up_is_removed_later(
 ) -> None:
     import subprocess
     import sys
+    import time
 
     root = tmp_path / "c"
     root.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    orphan = root / f".{'a' * 32}.{dead}.npy.tmp"
-    running = root / f".{'b' * 32}.{os.getppid()}.npy.tmp"  # a build still in progress
-    for f in (orphan, running):
+    host = cache._host()
+    orphan = root / f".{'a' * 32}.{dead}-{host}.npy.tmp"
+    running = root / f".{'b' * 32}.{os.getppid()}-{host}.npy.tmp"  # a build still in progress
+    elsewhere = root / f".{'c' * 32}.{dead}-another-machine.npy.tmp"  # a shared folder
+    for f in (orphan, running, elsewhere):
         f.write_bytes(b"x" * 100)
     listed = cache.list_caches(cache_dir=root)
-    assert [e.complete for e in listed.entries] == [False, False]
+    assert [e.complete for e in listed.entries] == [False, False, False]
     cache.load_images(images[:4], PREP, cache_dir=root)
-    assert not orphan.exists() and running.exists()
+    assert not orphan.exists() and running.exists() and elsewhere.exists()
     cleared = cache.clear_caches(cache_dir=root)
-    assert cleared.removed == 1 and running.exists()  # the finished cache, not the live build
+    assert cleared.removed == 1 and running.exists()  # the finished cache, not the live builds
+    os.utime(elsewhere, (time.time() - 90_000, time.time() - 90_000))  # a day untouched
+    assert cache.clear_caches(cache_dir=root).removed == 1 and not elsewhere.exists()
 
 
 def test_a_user_without_a_home_folder_gets_a_cache(
