@@ -317,6 +317,24 @@ def _remove_orphans(root: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def cached(
+    paths: Sequence[Path],
+    spec: InputSpec,
+    fits: FitsOptions | None = None,
+    cache_dir: Path | None = None,
+) -> bool:
+    """Whether a complete cache of these images at this preprocessing exists (so that a subset
+    of them, such as a run's first ``--limit`` galaxies, can read its rows instead of building
+    a cache of its own)."""
+    if not paths:
+        return False
+    try:
+        key = cache_key(paths, spec, fits)
+    except OSError:
+        return False
+    return ((cache_dir or cache_root()) / f"{key}.npy").is_file()
+
+
 def will_cache(paths: Sequence[Path], spec: InputSpec, use_cache: bool | None) -> bool:
     """Whether :func:`load_images` would use the cache for these images (no message)."""
     side = spec.size or 424
@@ -458,11 +476,21 @@ def load_split(
     workers: int | None = None,
     use_cache: bool | None = None,
     reporter: Reporter = SILENT,
+    whole: Catalogue | None = None,
 ) -> tuple[Rows, np.ndarray, Rows, np.ndarray]:
     """Training and validation images (uint8) and labels of a catalogue: (x_train, y_train,
     x_val, y_val), the images decoded once through the cache. Galaxies whose image cannot be
-    read are left out and added to ``skipped``."""
-    decoded = load_images(cat.paths, spec, workers=workers, reporter=reporter, use_cache=use_cache)
+    read are left out and added to ``skipped``.
+
+    ``whole``: the folder's catalogue when ``cat`` is its first galaxies (``--limit``): if the
+    whole folder is cached already, ``cat``'s images are rows of that cache; otherwise ``cat``'s
+    images get a cache of their own (a quick limited run never decodes the whole folder)."""
+    paths, rows = cat.paths, None
+    if whole is not None and use_cache is not False and cached(whole.paths, spec):
+        paths, rows = whole.paths, np.arange(len(cat))
+    decoded = load_images(
+        paths, spec, rows=rows, workers=workers, reporter=reporter, use_cache=use_cache
+    )
     skipped.add("unreadable image", [int(cat.ids[i]) for i in decoded.unreadable])
     is_val = np.isin(cat.ids, val_ids)
     tr = np.flatnonzero(~is_val & decoded.readable)

@@ -112,7 +112,7 @@ def prepare(
         augment=(not model_config.freeze) if config.augment is None else config.augment,
     )
 
-    cat = load_catalogue(data_dir)
+    cat = whole = load_catalogue(data_dir)
     skipped = Skipped()
     skipped.add("missing image", cat.ids_without_image)
     if config.limit is not None:
@@ -131,6 +131,7 @@ def prepare(
         workers=config.workers,
         use_cache=config.cache,
         reporter=reporter,
+        whole=whole if len(whole) > len(cat) else None,
     )
     skipped.enforce(config.strict, data_dir, reporter)
     x_train, x_val = runtime.keep_on_device((x_tr, x_va), reporter)

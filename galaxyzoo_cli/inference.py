@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from galaxyzoo_cli import provenance
-from galaxyzoo_cli.cache import image_size_of, load_images, rows_of, take_rows, will_cache
+from galaxyzoo_cli.cache import (
+    cached,
+    image_size_of,
+    load_images,
+    rows_of,
+    take_rows,
+    will_cache,
+)
 from galaxyzoo_cli.cutouts import (
     Cutouts,
     FitsOptions,
@@ -210,7 +217,7 @@ def split_predictions(
     subset = cat.select(split, ckpt.val_ids, ckpt.settings.limit)
     if sample is not None and len(subset) > sample:
         subset = subset.subset(np.sort(np.random.default_rng(0).choice(len(subset), sample, False)))
-    universe, rows = _within(cat, subset, ckpt.settings.limit)
+    universe, rows = _within(cat, subset, ckpt.settings.limit, loaded.input)
     pred = predict_paths(
         loaded, universe.paths, device, tta=tta, use_cache=use_cache, workers=workers,
         reporter=reporter, rows=rows,
@@ -220,11 +227,12 @@ def split_predictions(
 
 
 def _within(
-    cat: Catalogue, subset: Catalogue, limit: int | None
+    cat: Catalogue, subset: Catalogue, limit: int | None, spec: InputSpec
 ) -> tuple[Catalogue, np.ndarray | None]:
     """The images a subset is read among, so that every command shares one cache of them: the
-    run's images (its first ``limit`` galaxies, or all of ``cat``), and the subset's rows."""
-    if limit is not None and limit < len(cat):
+    run's images (its first ``limit`` galaxies, unless the whole folder is cached already; or
+    all of ``cat``), and the subset's rows."""
+    if limit is not None and limit < len(cat) and not cached(cat.paths, spec):
         first = cat.subset(np.arange(limit))
         rows = rows_of(first.ids, subset.ids)
         if rows is not None:
@@ -355,7 +363,7 @@ def evaluate(
     means = column_means(cat.select(EvalSplit.TRAIN, first.val_ids, first.settings.limit).labels)
     subset = cat.select(split, first.val_ids, first.settings.limit)
     pred = np.zeros((len(subset), N_OUTPUTS), dtype=np.float64)
-    universe, rows = _within(cat, subset, first.settings.limit)
+    universe, rows = _within(cat, subset, first.settings.limit, loaded[0].input)
     for run in loaded:
         pred += predict_paths(
             run, universe.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
