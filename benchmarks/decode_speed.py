@@ -2,7 +2,7 @@
 
 Every image is now decoded in full, converted, and resized from its centred crop
 (:func:`galaxyzoo_cli.images.load_image`), so that a JPEG and a PNG of the same pixels, and the
-deployment recipe of docs/deploy.md, give the same model input. Before 0.x, JPEGs were decoded at
+deployment recipe of docs/deploy.md, give the same model input. Earlier, JPEGs were decoded at
 a reduced scale (DCT-domain downscaling) when the output needed no more. This times both ways on
 the same files, one thread and ``--workers`` threads (as the cache and predict decode), at the
 given input specs (default: the default model's, RGB crop 256 → 96 px, and the fast recipe's,
@@ -27,7 +27,7 @@ from galaxyzoo_cli.images import InputSpec, default_workers, load_image
 
 
 def draft_decode(path: Path, spec: InputSpec) -> np.ndarray:
-    """The decode of galaxyzoo-cli ≤ 0.x (for comparison only): JPEGs drafted to the scale the
+    """The earlier decode (for comparison only): JPEGs drafted to the scale the
     output needs, then cropped and resized."""
     with Image.open(path) as im:
         width, height = im.size

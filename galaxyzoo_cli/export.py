@@ -167,7 +167,7 @@ def _staging(target: Path) -> Iterator[Path]:
 def _install(made: list[Path], target: Path) -> None:
     """Move the staged files beside ``target`` (the model itself last) and remove what an earlier
     export of ``target`` left that this one does not replace: a weights file it no longer needs,
-    and the hidden weights files of galaxyzoo-cli ≤ 0.x exports (``.<name>.*.tmp.data``)."""
+    and the hidden weights files of earlier exports (``.<name>.*.tmp.data``)."""
     names = {f.name for f in made}
     stale = [target.with_name(target.name + ".data")]
     stale += target.parent.glob(f".{glob.escape(target.name)}.*.tmp.data")
