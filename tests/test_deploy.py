@@ -114,6 +114,7 @@ def test_exporting_again_replaces_its_own_result_never_another(run: Path, tmp_pa
     assert "holds a result of other inputs" in other.stderr
 
 
+@pytest.mark.slow  # two exports, a rare path (models over 2 GB)
 def test_weights_over_the_limit_go_to_a_listed_data_file(
     run: Path, jpegs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
