@@ -296,7 +296,12 @@ def export(
     ] = ExportFormat.ONNX,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="File to write (default: RUN/model.onnx)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="File to write (default: RUN/model.onnx); a model over 2 GB also writes "
+            "FILE.data. Copy every file the export lists.",
+        ),
     ] = None,
     as_json: JsonOut = False,
 ) -> None:
