@@ -218,17 +218,17 @@ def as_input_spec(spec: InputSpec | dict[str, Any] | str | os.PathLike[str]) -> 
     """An :class:`InputSpec` from itself, an export's spec file, or that file's parsed content."""
     if isinstance(spec, InputSpec):
         return spec
+    data: Any = spec
     if not isinstance(spec, dict):
         file = Path(spec)
         try:
-            spec = json.loads(file.read_text(encoding="utf-8"))
+            data = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise BadInputError(
                 f"{file}: cannot read this input spec ({e}); give the .json written by "
                 "`galaxyzoo export` beside the model."
             ) from None
-        assert isinstance(spec, dict)
-    d = spec.get("input", spec)
+    d = data.get("input", data) if isinstance(data, dict) else None
     if not isinstance(d, dict) or "channels" not in d:
         raise BadInputError(
             "Not an input spec: expected the JSON written by `galaxyzoo export` (with an "

@@ -185,6 +185,9 @@ def test_load_input_takes_a_spec_an_export_spec_file_or_its_content(
         load_input(jpegs[0], tmp_path / "missing.json")
     with pytest.raises(BadInputError, match="input spec"):
         load_input(jpegs[0], {"format": "onnx"})
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(BadInputError, match="input spec"):
+        load_input(jpegs[0], tmp_path / "list.json")
 
 
 # --- the guide's script -------------------------------------------------------------------------
