@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ import typer
 
 from galaxyzoo_cli.cli.app import DataDir, JsonOut, RichReporter, Seed, Workers, app, emit
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.files import to_json
 
 
 @app.command()
@@ -116,7 +116,7 @@ def models(
 
     rows = describe_models(pattern=pattern, include_test=all_models)
     if as_json:
-        typer.echo(json.dumps({"models": rows}, indent=2))
+        typer.echo(to_json({"models": rows}))
         return
     if not rows:
         typer.echo(f"No model matches {pattern!r}. Any timm architecture works as timm/<name>.")
