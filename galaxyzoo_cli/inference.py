@@ -498,9 +498,9 @@ class PredictResult:
         what = f"ensemble of {len(self.runs)} runs" if len(self.runs) > 1 else self.runs[0]
         answers = f"{N_OUTPUTS} answers"
         if not self.kaggle and not self.learned.complete:
-            answers += f" ({len(self.learned.untrained_columns)} left empty)"
+            answers += f", {len(self.learned.untrained_columns)} of them left empty"
         if self.flags:
-            answers += f" + {len(self.flags)} derived flags"
+            answers = f"{self.n_columns} columns ({answers}, + {len(self.flags)} derived flags)"
         lines = [
             f"Wrote {self.out}: {self.n_images} galaxies × {answers} ({what}, tta {self.tta}) "
             f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"

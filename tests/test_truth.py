@@ -203,7 +203,9 @@ def test_derived_flags_only_from_learned_questions(
     note = result.notes[-1]
     assert "barred (needs Q3)" in note and "spiral (needs Q4)" in note
     assert list(_rows(result.out)[0])[-3:] == result.flags
-    assert "37 answers (20 left empty) + 3 derived flags" in result.summary()
+    assert "× 40 columns (37 answers, 20 of them left empty, + 3 derived flags)" in (
+        result.summary()
+    )
     full = derived_flags(np.full((2, 37), 0.5))
     names = ("smooth", "featured", "edge_on", "barred", "spiral")
     assert list(full.columns) == [f"derived_{k}" for k in names]
