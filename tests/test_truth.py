@@ -128,7 +128,7 @@ def test_softplus_head_starts_at_the_mean_and_a_rare_answer_keeps_a_gradient() -
     for activation in ("softplus", "relu"):
         head = TreeHead(5, activation)
         with torch.no_grad():
-            head.linear.bias[2] = -8.0  # Class1.3 pushed far below zero: it predicts ~0
+            head.linear.bias[2] = -5.0  # Class1.3 pushed below zero: it predicts ~0
         out = head(torch.ones(8, 5))
         ((out[:, 2] - 0.05) ** 2).sum().backward()  # the galaxies are 5% star or artefact
         assert head.linear.bias.grad is not None
