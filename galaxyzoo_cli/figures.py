@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import numpy as np
 
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.data import Catalogue
-from galaxyzoo_cli.files import atomic_path
+from galaxyzoo_cli.files import atomic_path, to_json
 from galaxyzoo_cli.images import InputSpec, load_image
 from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse
 from galaxyzoo_cli.schema import QUESTIONS, Question, question
@@ -38,7 +37,7 @@ def save_figure(
 ) -> Path:
     """Write a figure as PNG atomically (its provenance in the PNG's text) and close it."""
     out = Path(out)
-    metadata = {provenance.PNG_KEY: json.dumps(prov)} if prov is not None else None
+    metadata = {provenance.PNG_KEY: to_json(prov, None)} if prov is not None else None
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
     pyplot().close(fig)

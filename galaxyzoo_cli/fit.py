@@ -134,6 +134,7 @@ def prepare(
         whole=whole if len(whole) > len(cat) else None,
     )
     skipped.enforce(config.strict, data_dir, reporter)
+    model_config = model_config.with_learned(y_tr)  # the questions it will have labels for
     x_train, x_val = runtime.keep_on_device((x_tr, x_va), reporter)
     setup = Setup(
         config, model_config, runtime, data_dir, len(cat), val_ids, x_train, y_tr, x_val, y_va,

@@ -31,6 +31,7 @@ from galaxyzoo_cli.cache import (
 )
 from galaxyzoo_cli.cutouts import (
     Cutouts,
+    DerivedFlags,
     FitsOptions,
     derived_flags,
     find_cutouts,
@@ -49,11 +50,11 @@ from galaxyzoo_cli.device import autocast, choose_device, to_float
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
 from galaxyzoo_cli.images import InputSpec, batch_for, decode_into
-from galaxyzoo_cli.metrics import column_means, score
+from galaxyzoo_cli.metrics import ACCURACY_NOTE, column_means, score
 from galaxyzoo_cli.models.network import GalaxyModel, fuse_for_inference
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
-from galaxyzoo_cli.schema import ID_COLUMN, N_OUTPUTS, QUESTIONS
+from galaxyzoo_cli.schema import COLUMNS, ID_COLUMN, N_OUTPUTS, QUESTIONS, Learned
 from galaxyzoo_cli.settings import EvalSplit, choice
 from galaxyzoo_cli.transforms import tta_views
 
@@ -74,6 +75,19 @@ class LoadedRun:
     @property
     def input(self) -> InputSpec:
         return self.checkpoint.model.input
+
+    @property
+    def learned(self) -> Learned:
+        """The questions the run had labels for (its other answers are the tree's prior)."""
+        return self.checkpoint.model.learned
+
+
+def learned_by_all(loaded: Sequence[LoadedRun]) -> Learned:
+    """The questions every run learned: what an ensemble of them answers for."""
+    learned = loaded[0].learned
+    for run in loaded[1:]:
+        learned = learned & run.learned
+    return learned
 
 
 def load_run(run: str | os.PathLike[str], device: torch.device) -> LoadedRun:
@@ -257,11 +271,19 @@ class EvalResult:
     tta: int
     scores: dict[str, Any]
     baselines: dict[str, dict[str, Any]]
+    answers: dict[str, dict[str, Any]]
+    """Per answer column: the model's RMSE, the training mean's, and whether the model loses."""
+    learned: Learned
     seconds: float
     provenance: dict[str, Any]
     skipped: Skipped
     out: Path | None = None
     predictions: Path | None = None
+
+    @property
+    def worse_than_mean(self) -> list[str]:
+        """The answer columns where the model's RMSE is above the training mean's."""
+        return [c for c, a in self.answers.items() if a["worse_than_mean"]]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -269,6 +291,10 @@ class EvalResult:
             "split": self.split,
             "tta": self.tta,
             "baselines": self.baselines,
+            "answers": self.answers,
+            "worse_than_mean": self.worse_than_mean,
+            **self.learned.as_dict(),
+            "accuracy_counts": ACCURACY_NOTE,
             "runs": [str(r) for r in self.runs],
             "run_dir": str(self.runs[0]),
             "skipped": self.skipped.as_dict(),
@@ -283,23 +309,65 @@ class EvalResult:
         what = str(self.runs[0]) if len(self.runs) == 1 else f"ensemble of {len(self.runs)} runs"
         lines = [
             f"{what} on {s['n_images']} galaxies ({self.split} split, tta {self.tta}): "
-            f"Kaggle RMSE {s['rmse']:.5f}  (zeros {self.baselines['zeros']['rmse']:.5f}, "
-            f"training mean {self.baselines['training_mean']['rmse']:.5f})",
+            f"Kaggle RMSE {_num(s['rmse'], 5)}  (zeros {_num(self.baselines['zeros']['rmse'], 5)}"
+            f", training mean {_num(self.baselines['training_mean']['rmse'], 5)})",
         ]
+        if not self.learned.complete:
+            lines.append(
+                f"Not scored, never learned (no labels in training): "
+                f"{self.learned.describe_untrained()}."
+            )
         if s["n_missing_cells"]:
-            lines.append(f"{s['n_missing_cells']} empty label cells skipped.")
+            lines.append(f"{s['n_missing_cells']} empty or unscored label cells skipped.")
         if self.skipped:
             lines.append(self.skipped.describe() + ".")
         lines.append(f"{'question':<28}{'rmse':>8}{'accuracy':>10}{'galaxies':>10}")
         for q in QUESTIONS:
             r = s["questions"][f"Q{q.number}"]
-            acc = "-" if math.isnan(r["accuracy"]) else f"{r['accuracy']:.3f}"
-            rmse = "-" if math.isnan(r["rmse"]) else f"{r['rmse']:.4f}"
+            acc = _num(r["accuracy"], 3)
+            rmse = _num(r["rmse"], 4) if q.number in self.learned.questions else "untrained"
             lines.append(f"Q{q.number:<3}{q.text[:24]:<25}{rmse:>8}{acc:>10}{r['n_accuracy']:>10}")
+        lines.append(f"({ACCURACY_NOTE}.)")
+        lines.append(f"{'answer':<12}{'rmse':>8}{'mean':>8}")
+        for column, a in self.answers.items():
+            if a["rmse"] is None or math.isnan(a["rmse"]):
+                continue
+            flag = "  worse than the training mean" if a["worse_than_mean"] else ""
+            lines.append(
+                f"{column:<12}{_num(a['rmse'], 4):>8}{_num(a['training_mean_rmse'], 4):>8}{flag}"
+            )
+        worse = self.worse_than_mean
+        if worse:
+            lines.append(
+                f"{len(worse)} answer{'s' if len(worse) > 1 else ''} worse than predicting the "
+                f"training mean: {', '.join(worse)}."
+            )
         for path in (self.out, self.predictions):
             if path is not None:
                 lines.append(f"Wrote {path}")
         return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int) -> str:
+    """A figure for people: ``-`` where it is missing."""
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def answer_table(
+    model: np.ndarray, mean: np.ndarray, target: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Per answer column: the model's RMSE next to the training mean's (both over the same
+    labelled cells; NaN where there are none) and whether the model does worse."""
+    counts = (~np.isnan(target)).sum(axis=0)
+    return {
+        c: {
+            "rmse": float(m),
+            "training_mean_rmse": float(b),
+            "worse_than_mean": bool(m > b),
+            "n_cells": int(n),
+        }
+        for c, m, b, n in zip(COLUMNS, model, mean, counts, strict=True)
+    }
 
 
 def _run_data_dir(ckpt: Checkpoint, data_dir: Path | None) -> Path:
@@ -374,20 +442,27 @@ def evaluate(
     skipped.add("unreadable image", subset.ids[~readable])
     skipped.enforce(strict, folder, reporter)
     subset, pred = subset.subset(np.flatnonzero(readable)), pred[readable]
-    target = subset.labels
+    learned = learned_by_all(loaded)
+    target = subset.labels.copy()
+    target[:, ~learned.mask] = np.nan  # a question never learned is not scored
+    pred[:, ~learned.mask] = np.nan  # nor written
     prov = provenance.record(
         "evaluate", _runs_provenance(loaded), split=split.value, tta=tta,
         data_dir=str(folder.resolve()), n_images=len(subset),
+        untrained_questions=list(learned.untrained),
     )  # fmt: skip
+    model, baseline = score(pred, target), score(np.broadcast_to(means, target.shape), target)
     result = EvalResult(
         runs=[r.run_dir for r in loaded],
         split=split.value,
         tta=tta,
-        scores=score(pred, target).as_dict(),
+        scores=model.as_dict(),
         baselines={
             "zeros": score(np.zeros_like(target), target).as_dict(),
-            "training_mean": score(np.broadcast_to(means, target.shape), target).as_dict(),
+            "training_mean": baseline.as_dict(),
         },
+        answers=answer_table(model.columns, baseline.columns, target),
+        learned=learned,
         seconds=time.perf_counter() - start,
         provenance=prov,
         skipped=skipped,
@@ -417,13 +492,32 @@ class PredictResult:
     images_per_second: float
     skipped: Skipped
     provenance: dict[str, Any]
+    learned: Learned
+    kaggle: bool
+    """A Kaggle submission (37 numbers a row, the prior where never learned), not a science
+    output (``id``, the learned answers, the untrained ones empty)."""
+    flags: list[str]
+    """The derived flag columns written."""
+    notes: list[str]
+    """What the reader must know about the file (also logged as it is written)."""
     embeddings: Path | None = None
+
+    @property
+    def n_columns(self) -> int:
+        """Value columns written (answers + flags; catalogue columns not counted)."""
+        return N_OUTPUTS + len(self.flags)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
             "runs": self.runs,
             "n_images": self.n_images,
+            "kaggle_submission": self.kaggle,
+            "answer_columns": N_OUTPUTS,
+            "empty_columns": [] if self.kaggle else list(self.learned.untrained_columns),
+            "flags": self.flags,
+            **self.learned.as_dict(),
+            "notes": self.notes,
             "tta": self.tta,
             "skipped": self.skipped.as_dict(),
             "embeddings": None if self.embeddings is None else str(self.embeddings),
@@ -434,8 +528,13 @@ class PredictResult:
 
     def summary(self) -> str:
         what = f"ensemble of {len(self.runs)} runs" if len(self.runs) > 1 else self.runs[0]
+        answers = f"{N_OUTPUTS} answers"
+        if not self.kaggle and not self.learned.complete:
+            answers += f", {len(self.learned.untrained_columns)} of them left empty"
+        if self.flags:
+            answers = f"{self.n_columns} columns ({answers}, + {len(self.flags)} derived flags)"
         lines = [
-            f"Wrote {self.out}: {self.n_images} galaxies × 37 answers ({what}, tta {self.tta}) "
+            f"Wrote {self.out}: {self.n_images} galaxies × {answers} ({what}, tta {self.tta}) "
             f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"
         ]
         if self.embeddings is not None:
@@ -462,6 +561,21 @@ def _inputs(
     return Cutouts([str(i) for i in ids], paths, kaggle=True), str(folder.resolve())
 
 
+def _untrained_note(learned: Learned, kaggle: bool) -> str | None:
+    if learned.complete:
+        return None
+    if kaggle:
+        return (
+            f"The run never had labels for {learned.describe_untrained()}: those columns hold "
+            "its prior (the tree's even split), not a measurement; a Kaggle submission needs "
+            "37 numbers."
+        )
+    return (
+        f"Left empty: {learned.describe_untrained()}; the run never had labels for them "
+        "(its answers there would be a prior, not a measurement)."
+    )
+
+
 def predict(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
@@ -484,22 +598,30 @@ def predict(
 
     Images: ``images`` (any folder of JPEG, PNG or FITS cutouts, searched recursively, any size),
     else the files of a ``catalogue`` CSV (``id,path`` and columns to pass through), else
-    ``images_test_rev1`` of ``data_dir`` or of the folder the first run was trained on. When
-    every file is named ``<GalaxyID>``, the CSV is a Kaggle submission (``GalaxyID`` + 37 columns,
-    sorted by GalaxyID); otherwise its first column is ``id`` (the file stem). ``derived`` adds
-    0/1 columns (smooth, featured, edge_on, barred, spiral; :func:`derived_flags`);
+    ``images_test_rev1`` of ``data_dir`` or of the folder the first run was trained on.
+
+    That last case, without ``derived``, is a Kaggle submission (``GalaxyID`` + 37 columns,
+    sorted by GalaxyID, ``submission.csv``): every column holds a number, the model's prior for
+    the questions the run never had labels for (said in a note). Everything else is a science
+    output (``predictions.csv``): the first column is ``id`` (the file stem or the catalogue's
+    id), the answers of questions never learned are left empty (and named), a catalogue's other
+    columns follow the answers unchanged, and ``derived`` adds 0/1 columns ``derived_<flag>``
+    (:func:`derived_flags`) for the flags whose questions the runs learned.
     ``embeddings`` writes the feature vectors, one row per CSV row, as ``.npy``.
 
     Several runs are averaged (an ensemble), each with its own input spec (their embeddings are
-    concatenated). The CSV goes to ``out`` or, by default, the first run's ``submission.csv``
-    (``predictions.csv`` for other cutouts), a new name when that holds a result of other
-    inputs, with its provenance beside it; it is written to a temporary file and renamed. Images
-    that cannot be read are skipped and named (``strict``: an error).
+    concatenated); a question counts as learned when every run learned it. The CSV goes to
+    ``out`` or, by default, the first run's ``submission.csv`` / ``predictions.csv``, a new name
+    when that holds a result of other inputs, with its provenance beside it; it is written to a
+    temporary file and renamed. Images that cannot be read are skipped and named (``strict``: an
+    error).
     """
     start = time.perf_counter()
     dev = choose_device(device, reporter)
     loaded_runs = [load_run(r, dev) for r in _as_list(runs)]  # fail fast on a bad RUN
     cutouts, source = _inputs(loaded_runs[0], data_dir, images, catalogue)
+    kaggle = images is None and catalogue is None and not derived
+    learned = learned_by_all(loaded_runs)
     fits = fits if any(is_fits(p) for p in cutouts.paths) else None
     total = np.zeros((len(cutouts.ids), N_OUTPUTS), dtype=np.float64)
     features = []
@@ -513,7 +635,7 @@ def predict(
             features.append(pred.embeddings)
     readable = ~np.isnan(total[:, 0])
     keep = np.flatnonzero(readable)
-    all_ids: list[int | str] = [int(i) if cutouts.kaggle else i for i in cutouts.ids]
+    all_ids: list[int | str] = [int(i) if kaggle else i for i in cutouts.ids]
     skipped = Skipped()
     skipped.add("unreadable image", [all_ids[i] for i in np.flatnonzero(~readable)])
     skipped.enforce(strict, images or catalogue or source, reporter)
@@ -521,17 +643,23 @@ def predict(
     extra: dict[str, Sequence[object]] = {
         c: [v[i] for i in keep] for c, v in cutouts.columns.items()
     }
-    if derived:
-        extra.update({k: list(v) for k, v in derived_flags(mean).items()})
+    flags = derived_flags(mean, learned) if derived else DerivedFlags({}, {})
+    extra.update({k: list(v) for k, v in flags.columns.items()})
+    notes = [n for n in (_untrained_note(learned, kaggle), flags.note()) if n]
+    for note in notes:
+        reporter.log(note)
+    if not kaggle:
+        mean[:, ~learned.mask] = np.nan  # written as empty cells
     ids = [all_ids[i] for i in keep]
     prov = provenance.record(
         "predict", _runs_provenance(loaded_runs), tta=tta, images=source, n_images=len(keep),
         derived=derived, fits=None if fits is None else fits.as_dict(),
+        kaggle_submission=kaggle, untrained_questions=list(learned.untrained),
+        untrained_columns="prior" if kaggle else "empty", flags=list(flags.columns),
     )  # fmt: skip
-    plain = cutouts.kaggle and not extra
-    default = loaded_runs[0].run_dir / ("submission.csv" if plain else "predictions.csv")
+    default = loaded_runs[0].run_dir / ("submission.csv" if kaggle else "predictions.csv")
     target = provenance.output_path(default, out, prov, reporter)
-    write_labels(target, ids, mean, id_column=ID_COLUMN if cutouts.kaggle else "id", extra=extra)
+    write_labels(target, ids, mean, id_column=ID_COLUMN if kaggle else "id", extra=extra)
     provenance.write_sidecar(target, prov)
     vectors = None
     if embeddings is not None:
@@ -549,5 +677,9 @@ def predict(
         images_per_second=len(cutouts.ids) / max(seconds, 1e-9),
         skipped=skipped,
         provenance=prov,
+        learned=learned,
+        kaggle=kaggle,
+        flags=list(flags.columns),
+        notes=notes,
         embeddings=vectors,
     )

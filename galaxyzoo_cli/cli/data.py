@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from galaxyzoo_cli.cli.results import (
     fits_options,
 )
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.files import to_json
 
 
 @app.command()
@@ -156,7 +156,7 @@ def models(
 
     rows = describe_models(pattern=pattern, include_test=all_models)
     if as_json and rows:
-        typer.echo(json.dumps({"models": rows}, indent=2))
+        typer.echo(to_json({"models": rows}))
         return
     if not rows:
         raise BadInputError(
