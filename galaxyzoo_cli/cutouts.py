@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.schema import COLUMNS, Learned
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -29,38 +32,82 @@ def is_fits(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith(FITS_SUFFIXES)
 
 
+FITS_SCALES = ("percentile", "sdss")
+
+
 @dataclass(frozen=True)
 class FitsOptions:
-    """How a FITS cutout becomes an SDSS-like colour image: the asinh stretch of Lupton et al.
-    (2004, PASP 116, 133) as in ``astropy.visualization.make_lupton_rgb``.
+    """How a FITS cutout becomes a colour image like the SDSS JPEGs the model learnt from: an
+    asinh stretch of the intensity that keeps the colours (Lupton et al. 2004, PASP 116, 133).
 
     ``bands``: the planes of a 3-band cube used as red, green and blue (0-based; for a g, r, i
-    cube, (2, 1, 0) gives the SDSS colours); a single-band image is shown grey. ``stretch`` and
-    ``q`` are the linear stretch and the asinh softening; ``minimum`` the black level (``None``:
-    the image's median, i.e. the sky).
+    cube, (2, 1, 0) gives the SDSS colours); a single-band image is shown grey. ``q``: the asinh
+    softening (larger: more of the faint outskirts shown).
+
+    ``scale`` says where black and white are. ``"percentile"`` (the default) works on fluxes of
+    any unit or zero point: black is each band's median (the sky, or ``minimum`` where given) and
+    white the ``percentile`` of the sky-subtracted intensity, the way survey cutout tools scale
+    images of unknown calibration. ``"sdss"`` is the fixed scaling of
+    ``astropy.visualization.make_lupton_rgb`` with ``stretch`` (linear stretch) and ``minimum``
+    (black level; ``None``: the median of the green plane), in the units of the data: its
+    defaults suit SDSS images in nanomaggies, and saturate on data of a larger scale.
     """
 
     bands: tuple[int, int, int] = (2, 1, 0)
     stretch: float = 0.5
     q: float = 8.0
     minimum: float | None = None
+    scale: str = "percentile"
+    percentile: float = 99.5
+
+    def __post_init__(self) -> None:
+        if self.scale not in FITS_SCALES:
+            raise BadInputError(f"--fits-scale {self.scale!r}: use percentile or sdss.")
+        if not 50 < self.percentile <= 100:
+            raise BadInputError(
+                f"--fits-percentile {self.percentile}: give a percentile above 50 and up to 100 "
+                "(e.g. 99.5)."
+            )
+        if not (self.stretch > 0 and self.q > 0):
+            raise BadInputError("--fits-stretch and --fits-q: give positive numbers.")
 
     def as_dict(self) -> dict[str, object]:
-        return {"bands": list(self.bands), "stretch": self.stretch, "q": self.q,
-                "minimum": self.minimum}  # fmt: skip
+        return {"bands": list(self.bands), "scale": self.scale, "percentile": self.percentile,
+                "stretch": self.stretch, "q": self.q, "minimum": self.minimum}  # fmt: skip
+
+
+class FitsSupportMissing(BadInputError):
+    """FITS files to read and no astropy: stops the job (not a file to skip)."""
+
+
+def fits_install_hint() -> str:
+    """How to add astropy to this installation (pipx keeps the tool in its own environment)."""
+    pip = "pip install 'galaxyzoo-cli[fits]'"
+    pipx = "pipx inject galaxyzoo-cli astropy"
+    if "pipx" in sys.prefix.lower():
+        return f"{pipx} (this is a pipx installation; otherwise: {pip})"
+    return f"{pip} (installed with pipx: {pipx})"
+
+
+def require_fits(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`FitsSupportMissing`, naming ``path`` and the fix, when astropy is missing."""
+    try:
+        import astropy.io.fits  # noqa: F401
+        import astropy.visualization  # noqa: F401
+    except ImportError:
+        raise FitsSupportMissing(
+            f"{path}: reading FITS files needs astropy, which is not installed. Install it with: "
+            f"{fits_install_hint()}"
+        ) from None
 
 
 def fits_image(path: str | os.PathLike[str], options: FitsOptions) -> Image.Image:
     """A FITS cutout (the first image HDU: 2-D, or a 3-D cube of bands) as an RGB PIL image."""
     from PIL import Image
 
-    try:
-        from astropy.io import fits
-        from astropy.visualization import make_lupton_rgb
-    except ImportError:
-        raise BadInputError(
-            f"{path}: FITS needs astropy. Install it with: pip install 'galaxyzoo-cli[fits]'"
-        ) from None
+    require_fits(path)
+    from astropy.io import fits
+
     try:
         with fits.open(path, memmap=False) as hdus:
             data = next((h.data for h in hdus if getattr(h, "data", None) is not None), None)
@@ -78,9 +125,40 @@ def fits_image(path: str | os.PathLike[str], options: FitsOptions) -> Image.Imag
             f"{path}: a FITS image of shape {data.shape}; give a 2-D image or a cube of bands "
             f"with --fits-bands within its {data.shape[0] if data.ndim == 3 else 0} planes."
         )
-    minimum = float(np.median(planes[1])) if options.minimum is None else options.minimum
-    rgb = make_lupton_rgb(*planes, minimum=minimum, stretch=options.stretch, Q=options.q)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # make_lupton_rgb divides by 0 on black
+        rgb = _percentile_rgb(planes, options) if options.scale == "percentile" else \
+            _sdss_rgb(planes, options)  # fmt: skip
     return Image.fromarray(np.ascontiguousarray(rgb[::-1]), "RGB")  # FITS rows run bottom-up
+
+
+def _sdss_rgb(planes: list[np.ndarray], options: FitsOptions) -> np.ndarray:
+    from astropy.visualization import make_lupton_rgb
+
+    minimum = float(np.median(planes[1])) if options.minimum is None else options.minimum
+    rgb: np.ndarray = make_lupton_rgb(
+        *planes, minimum=minimum, stretch=options.stretch, Q=options.q
+    )
+    return rgb
+
+
+def _percentile_rgb(planes: list[np.ndarray], options: FitsOptions) -> np.ndarray:
+    """Black: each band's sky (median); white: the ``percentile`` of the intensity; between
+    them asinh(q·I) / asinh(q), applied to the intensity so that colours are kept (a pixel
+    brighter than white is scaled down as a whole, not clipped per band)."""
+    x = np.stack(
+        [p - (np.median(p) if options.minimum is None else options.minimum) for p in planes]
+    )
+    intensity = x.mean(axis=0)
+    white = float(np.percentile(intensity, options.percentile))
+    if not white > 0:  # a flat or empty image: its brightest pixel, else nothing to show
+        white = float(intensity.max()) if intensity.max() > 0 else 1.0
+    x, intensity = x / white, intensity / white
+    gain = np.where(intensity > 0, np.arcsinh(options.q * intensity) / np.arcsinh(options.q), 0.0)
+    rgb = x * np.divide(gain, intensity, out=np.zeros_like(gain), where=intensity > 0) * 255.0
+    brightest = rgb.max(axis=0)
+    rgb *= np.where(brightest > 255.0, 255.0 / np.maximum(brightest, 1e-12), 1.0)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
 @dataclass
@@ -125,31 +203,44 @@ def _stem(path: Path) -> str:
 
 def read_catalogue(path: Path) -> Cutouts:
     """A CSV with columns ``id`` and ``path`` (relative to the CSV's folder, or absolute) and any
-    others (ra, dec, …), which predictions carry through. Rows keep their order."""
+    others (ra, dec, …). Predictions carry every column but ``id`` through unchanged, ``path``
+    included, after the answers. Rows keep their order. A column named like one the prediction
+    adds (an answer, ``Class1.1``…, or a derived flag, ``derived_smooth``…) is refused."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.reader(f)
+            header = next(reader, [])
+            rows = list(csv.DictReader(f, fieldnames=header))
     except FileNotFoundError:
         raise BadInputError(f"--catalogue {path}: file not found.") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise BadInputError(f"--catalogue {path}: not a readable CSV ({e}).") from None
-    if not rows or not {"id", "path"} <= set(rows[0]):
+    if not rows or not {"id", "path"} <= set(header):
         raise BadInputError(
             f"--catalogue {path}: needs a header with the columns id and path (and a row per "
             "image); other columns are passed through."
         )
-    ids = [r["id"].strip() for r in rows]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    clash = [c for c in header if c in RESERVED_COLUMNS]
+    if repeated or clash:
+        name = (repeated or clash)[0]
+        why = "appears twice in the header" if repeated else "is a column predict writes"
+        raise BadInputError(
+            f"--catalogue {path}: column {name!r} {why}. Rename it in the CSV (the answers "
+            "are Class1.1 … Class11.6, the flags derived_…)."
+        )
+    ids = [(r["id"] or "").strip() for r in rows]
     seen: set[str] = set()
     for line, gid in enumerate(ids, start=2):
         if not gid or gid in seen:
             problem = "an empty id" if not gid else f"id {gid!r} a second time"
             raise BadInputError(f"--catalogue {path} line {line}: {problem}. Give unique ids.")
         seen.add(gid)
-    paths = [Path(r["path"].strip()) for r in rows]
+    paths = [Path((r["path"] or "").strip()) for r in rows]
     paths = [p if p.is_absolute() else path.parent / p for p in paths]
-    others = [c for c in rows[0] if c not in ("id", "path") and c is not None]
+    others = [c for c in header if c != "id"]
     return Cutouts(
-        ids, paths, kaggle=False, columns={c: [r[c] or "" for r in rows] for c in others}
+        ids, paths, kaggle=False, columns={c: [r.get(c) or "" for r in rows] for c in others}
     )
 
 
@@ -158,11 +249,47 @@ def read_catalogue(path: Path) -> Cutouts:
 # --------------------------------------------------------------------------------------------
 
 DERIVED = ("smooth", "featured", "edge_on", "barred", "spiral")
-"""The derived columns (0/1), in order; see :func:`derived_flags` and docs/user-guide.md."""
+"""The derived flags (0/1), in order; see :func:`derived_flags` and docs/user-guide.md. Their
+columns are named ``derived_<flag>`` (:data:`DERIVED_PREFIX`)."""
+DERIVED_PREFIX = "derived_"
+DERIVED_NEEDS: dict[str, tuple[int, ...]] = {
+    "smooth": (1,),
+    "featured": (1,),
+    "edge_on": (1, 2),
+    "barred": (1, 2, 3),
+    "spiral": (1, 2, 4),
+}
+"""The questions each flag is computed from: a flag needs a run that learned all of them."""
+RESERVED_COLUMNS = frozenset(COLUMNS) | {DERIVED_PREFIX + k for k in DERIVED}
+"""Column names a prediction writes besides the id: a catalogue may not bring its own."""
 
 
-def derived_flags(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Clean-sample flags from predicted (Kaggle-style, cumulative) vote fractions (N, 37).
+@dataclass(frozen=True)
+class DerivedFlags:
+    """The flags a run can give (columns ``derived_<flag>`` → 0/1 per galaxy) and those left out,
+    with the questions they need that the run never learned."""
+
+    columns: dict[str, np.ndarray]
+    omitted: dict[str, tuple[int, ...]]
+
+    def note(self) -> str | None:
+        """One line naming the flags left out and why; None when none was."""
+        if not self.omitted:
+            return None
+        parts = [
+            f"{name} (needs {', '.join(f'Q{n}' for n in need)})"
+            for name, need in self.omitted.items()
+        ]
+        return (
+            f"--derived: left out {'; '.join(parts)}: the run never had labels for "
+            "those questions, so its answers there are a prior, not a measurement."
+        )
+
+
+def derived_flags(values: np.ndarray, learned: Learned | None = None) -> DerivedFlags:
+    """Clean-sample flags from predicted (Kaggle-style, cumulative) vote fractions (N, 37),
+    each only when ``learned`` (default: all questions) holds the questions it is computed from
+    (:data:`DERIVED_NEEDS`).
 
     Thresholds from the Galaxy Zoo 2 literature: smooth p ≥ 0.469 and features-or-disk p ≥ 0.430
     (Willett et al. 2013, MNRAS 435, 2835, Table 3); edge-on: a featured galaxy with conditional
@@ -173,6 +300,7 @@ def derived_flags(values: np.ndarray) -> dict[str, np.ndarray]:
     model's predicted fractions they are a convenience, not a calibrated classification.
     """
     v = np.asarray(values, dtype=np.float64)
+    learned = learned or Learned()
 
     def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.divide(a, b, out=np.zeros_like(a), where=b > 1e-9)
@@ -186,4 +314,11 @@ def derived_flags(values: np.ndarray) -> dict[str, np.ndarray]:
         "barred": face_on & (ratio(v[:, 5], v[:, 4]) >= 0.5),
         "spiral": v[:, 7] > 0.5,
     }
-    return {k: flags[k].astype(np.int8) for k in DERIVED}
+    columns, omitted = {}, {}
+    for k in DERIVED:
+        missing = tuple(n for n in DERIVED_NEEDS[k] if n not in learned.questions)
+        if missing:
+            omitted[k] = missing
+        else:
+            columns[DERIVED_PREFIX + k] = flags[k].astype(np.int8)
+    return DerivedFlags(columns, omitted)

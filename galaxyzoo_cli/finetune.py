@@ -286,7 +286,9 @@ def evaluate_labels(
     first = loaded[0].checkpoint
     task = first.model.task
     for other in loaded[1:]:
-        if other.checkpoint.model.task != task or other.checkpoint.labels != first.labels:
+        if other.checkpoint.model.task.targets != task.targets or other.checkpoint.labels != (
+            first.labels
+        ):
             raise BadInputError(
                 f"{other.checkpoint.path}: learned other labels than {first.path}; an ensemble "
                 "averages runs of one task on one labels file."

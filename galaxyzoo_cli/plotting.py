@@ -200,7 +200,8 @@ def collect_run(
             raise BadInputError(
                 f"{loaded.run_dir}: nothing to plot: metrics.csv has no rows and {e}"
             ) from None
-        return RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, str(e))
+        return RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, str(e),
+                       input=ckpt.model.input, model=ckpt.model.name)  # fmt: skip
 
     def predicted(split: EvalSplit, sample: int | None = None) -> Predicted | None:
         from galaxyzoo_cli.inference import split_predictions
@@ -231,4 +232,5 @@ def collect_run(
         prov,
         input=ckpt.model.input,
         training_means=means,
+        model=ckpt.model.name,
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from galaxyzoo_cli.schema import COLUMNS
+from galaxyzoo_cli.schema import COLUMNS, Learned
 from galaxyzoo_cli.settings import Choice, choice
 
 
@@ -97,6 +97,10 @@ class Task:
     """What a model predicts: the Kaggle tree (no targets) or the user's targets, in order."""
 
     targets: tuple[Target, ...] = ()
+    learned: Learned = Learned()
+    """The tree's questions that had labels in training (:class:`galaxyzoo_cli.schema.Learned`;
+    saved as the model configuration's ``trained_questions``). A user's task learns every
+    target it has."""
 
     @property
     def is_tree(self) -> bool:

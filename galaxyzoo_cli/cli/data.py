@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from galaxyzoo_cli.cli.app import DataDir, JsonOut, RichReporter, Seed, Workers, app, emit
+from galaxyzoo_cli.cli.results import (
+    FitsBands,
+    FitsMinimum,
+    FitsPercentile,
+    FitsQ,
+    FitsScale,
+    FitsStretch,
+    fits_options,
+)
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.files import to_json
 
 
 @app.command()
@@ -88,19 +98,49 @@ def preview(
             "-t",
             metavar="SPEC",
             help="One row per spec, e.g. 'gray,crop=256,size=64' (tokens: original, gray, crop=N, "
-            "size=N). Default: the notebook's five rows.",
+            "size=N), or 'model': the model's input. Default: the notebook's five rows (with "
+            "--images or --run: original and model).",
         ),
     ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Show cutouts from this folder (JPEG, PNG, FITS, as predict reads them) instead "
+            "of the data's training images.",
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            metavar="RUN",
+            help="The run whose input the 'model' row shows (default: the default model's).",
+        ),
+    ] = None,
+    fits_bands: FitsBands = "2,1,0",
+    fits_scale: FitsScale = "percentile",
+    fits_percentile: FitsPercentile = 99.5,
+    fits_stretch: FitsStretch = 0.5,
+    fits_q: FitsQ = 8.0,
+    fits_minimum: FitsMinimum = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path(
         "preview.png"
     ),
     seed: Seed = 0,
     as_json: JsonOut = False,
 ) -> None:
-    """Write a grid of galaxies: one row per preprocessing transform."""
+    """Write a grid of galaxies: one row per preprocessing transform, as the model sees them."""
     from galaxyzoo_cli.preview import preview as make_preview
 
-    emit(make_preview(data_dir, n=n, transforms=transform or [], out=out, seed=seed), as_json)
+    fits = fits_options(fits_bands, fits_scale, fits_percentile, fits_stretch, fits_q, fits_minimum)
+    emit(
+        make_preview(
+            data_dir, n=n, transforms=transform or [], out=out, seed=seed, images=images,
+            run=run, fits=fits,
+        ),
+        as_json,
+    )  # fmt: skip
 
 
 @app.command()
@@ -115,12 +155,14 @@ def models(
     from galaxyzoo_cli.models import describe_models
 
     rows = describe_models(pattern=pattern, include_test=all_models)
-    if as_json:
-        typer.echo(json.dumps({"models": rows}, indent=2))
+    if as_json and rows:
+        typer.echo(to_json({"models": rows}))
         return
     if not rows:
-        typer.echo(f"No model matches {pattern!r}. Any timm architecture works as timm/<name>.")
-        return
+        raise BadInputError(
+            f"no model matches {pattern!r}. `galaxyzoo models` lists them all (--all adds the "
+            "test models); any timm architecture also works as timm/<name>."
+        )
     from rich.console import Console
     from rich.table import Table
 
@@ -172,8 +214,32 @@ def cache_list(data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
 
 
 @cache_app.command("clear")
-def cache_clear(data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
-    """Remove the caches (of --data-dir only, if given); they are rebuilt when needed."""
-    from galaxyzoo_cli.cache import clear_caches
+def cache_clear(
+    data_dir: CacheDataDir = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every cache in the cache folder, without asking.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Remove the caches of --data-dir's images (or all, after asking); rebuilt when needed."""
+    from galaxyzoo_cli.cache import clear_caches, list_caches
 
+    if data_dir is None and not (everything or yes):
+        listed = list_caches()
+        what = f"all {listed.describe()}"
+        if not listed.entries:
+            pass  # nothing to lose
+        elif _interactive():
+            typer.confirm(f"Remove {what}?", abort=True, err=True)
+        else:
+            raise BadInputError(
+                f"`cache clear` without --data-dir removes {what}. Add --all (or --yes) to do "
+                "that without a terminal, or --data-dir DIR for the caches of one folder."
+            )
     emit(clear_caches(data_dir), as_json)
+
+
+def _interactive() -> bool:
+    """Whether someone can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()

@@ -21,11 +21,11 @@ class GalaxyModel(nn.Module):
         super().__init__()
         self.config = config
         self.features = features
-        n_features = int(features.num_features)  # type: ignore[arg-type]
+        width = int(features.num_features)  # type: ignore[arg-type]
         self.head: SigmoidHead | TreeHead | TaskHead = (
-            make_head(config.head, n_features)
+            make_head(config.head, width, config.activation)
             if config.task.is_tree
-            else TaskHead(n_features, config.task)
+            else TaskHead(width, config.task)
         )
         spec = config.input
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
