@@ -31,7 +31,7 @@ from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
 from galaxyzoo_cli.models.network import GalaxyModel, create_model
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
-from galaxyzoo_cli.settings import Loss, Optimizer, Schedule, TrainConfig
+from galaxyzoo_cli.settings import Loss, Monitor, Optimizer, Schedule, TrainConfig
 from galaxyzoo_cli.tasks import headline, output_means, task_scores
 from galaxyzoo_cli.tracking import TensorBoard, check_available
 
@@ -412,7 +412,8 @@ class Fit:
         if not len(s.y_val):
             return True
         by_loss = val_loss < p.best_val_loss
-        if task.is_tree or task.metric == "loss" or math.isnan(val_metric):
+        by_metric = s.config.monitor == Monitor.METRIC and task.metric != "loss"
+        if task.is_tree or not by_metric or math.isnan(val_metric):
             return by_loss
         if math.isnan(p.best_val_rmse):
             return True

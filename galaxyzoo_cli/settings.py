@@ -58,6 +58,11 @@ class ValSplit(Choice):
     block)."""
 
 
+class Monitor(Choice):
+    METRIC = "metric"
+    LOSS = "loss"
+
+
 class Tracker(Choice):
     NONE = "none"
     TENSORBOARD = "tensorboard"
@@ -96,6 +101,7 @@ _CHOICES: dict[str, tuple[type[Choice], str]] = {
     "schedule": (Schedule, "--schedule"),
     "val_split": (ValSplit, "--val-split"),
     "log": (Tracker, "--log"),
+    "monitor": (Monitor, "--monitor"),
 }
 
 
@@ -131,6 +137,9 @@ class TrainConfig:
     lr_decay: float = 1.0
     """Layer-wise learning-rate decay: each block of the features learns at this factor of the
     block above it (the head at ``lr``; 1: one rate for all)."""
+    monitor: Monitor = Monitor.METRIC
+    """What picks the best epoch (and stops early) for a user's task: its metric (ties: the
+    loss) or the validation loss. The tree always uses the loss."""
     epoch_images: int | None = None
     """Images per epoch (None: the training set once); a smaller set is repeated up to it."""
     pretrained: bool | None = None

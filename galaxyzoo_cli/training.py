@@ -168,6 +168,11 @@ def resume(
     ckpt: Checkpoint = load_checkpoint(resolve_run(run, prefer="last").checkpoint)
     if "optimizer_state" not in ckpt.state or ckpt.data_dir is None:
         raise BadInputError(f"{ckpt.path}: has no training state to continue from.")
+    if ckpt.labels is not None:
+        raise BadInputError(
+            f"--resume {run}: a finetuned run (its labels: {ckpt.labels}) is not continued; "
+            f"finetune it again (galaxyzoo finetune {ckpt.run_dir} --labels …) or start anew."
+        )
     config = ckpt.settings.replace(**{k: v for k, v in changes.items() if v is not None})
     if config.epochs <= ckpt.progress.epoch:
         raise BadInputError(

@@ -239,6 +239,25 @@ def test_finetune_from_a_run_keeps_its_features_and_input(base_run: Path, tuned:
     assert "val_roc_auc" in (tuned / "metrics.csv").read_text().splitlines()[0]
 
 
+def test_monitor_loss_keeps_the_epoch_of_the_lowest_validation_loss(
+    base_run: Path, labels: Path, synthetic_data: Path, tmp_path: Path
+) -> None:
+    config = finetune_config(epochs=4, head_epochs=1, epoch_images=32, monitor="loss",
+                             patience=0, device="cpu")  # fmt: skip
+    result = finetune(str(base_run), labels=labels, columns=["spiral"], config=config,
+                      images=synthetic_data / TRAIN_IMAGES, runs_dir=tmp_path)  # fmt: skip
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    losses = [float(r["val_loss"]) for r in rows]
+    assert losses[result.best_epoch - 1] == pytest.approx(min(losses), abs=2e-6)
+    assert result.best_val_loss == pytest.approx(min(losses), abs=2e-6)
+    assert result.best_val_rmse == pytest.approx(float(rows[result.best_epoch - 1]["val_roc_auc"]))
+
+
+def test_resume_refuses_a_finetuned_run(tuned: Path) -> None:
+    r = runner.invoke(app, ["train", "--resume", str(tuned), "--epochs", "9"])
+    assert r.exit_code == 2 and "a finetuned run" in r.output
+
+
 def test_evaluate_reports_the_tasks_metrics(tuned: Path) -> None:
     r = runner.invoke(app, ["evaluate", str(tuned), "--json", "--device", "cpu"])
     assert r.exit_code == 0, r.output

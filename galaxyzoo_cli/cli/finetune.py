@@ -30,6 +30,7 @@ from galaxyzoo_cli.cli.train import (
     Pretrained,
     Weights,
 )
+from galaxyzoo_cli.settings import Monitor
 
 _D = "(default: {}, made for a few hundred labels)"
 
@@ -81,6 +82,14 @@ def finetune(
     patience: Annotated[
         int | None, _opt("--patience", "Early stop after N epochs without a better metric", 6)
     ] = None,
+    monitor: Annotated[
+        Monitor | None,
+        _opt(
+            "--monitor",
+            "What picks the best epoch and stops early: the task's metric or the validation loss",
+            "metric",
+        ),
+    ] = None,
     epoch_images: Annotated[
         int | None, _opt("--epoch-images", "Images per epoch (a small set is repeated)", 512)
     ] = None,
@@ -110,7 +119,7 @@ def finetune(
 
     config = finetune_config(
         epochs=epochs, head_epochs=head_epochs, lr=lr, lr_decay=lr_decay, batch_size=batch_size,
-        weight_decay=weight_decay, patience=patience, epoch_images=epoch_images,
+        weight_decay=weight_decay, patience=patience, monitor=monitor, epoch_images=epoch_images,
         val_fraction=val_fraction, seed=seed, image_size=image_size, crop=crop,
         channels=channels, augment=augment, pretrained=pretrained,
         weights=None if weights is None else str(weights), freeze=freeze, workers=workers,
