@@ -56,8 +56,12 @@ def cache_key(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None =
         about["fits"] = fits.as_dict()
     h.update(json.dumps(about, sort_keys=True).encode())
     for p in paths:
-        st = os.stat(p)
-        h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        try:
+            st = os.stat(p)
+            state = f"{st.st_size}\0{st.st_mtime_ns}"
+        except OSError:  # gone (or a broken link): decoding names it unreadable
+            state = "missing"
+        h.update(f"{os.path.abspath(p)}\0{state}\n".encode())
     return h.hexdigest()[:32]
 
 

@@ -146,9 +146,32 @@ def image_size(path: str | os.PathLike[str], fits: FitsOptions | None = None) ->
         return fits_image(path, fits or FitsOptions()).size
     try:
         with Image.open(path) as im:
-            return im.size
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+            return _sane_size(path, *im.size)
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
         raise _unreadable(path, e) from None
+
+
+MAX_ASPECT = 10
+"""The most elongated image decoded (long side / short side); a cutout is about square."""
+
+
+def _sane_size(path: str | os.PathLike[str], width: int, height: int) -> tuple[int, int]:
+    """(width, height), or an error for a decompression bomb (more pixels than Pillow's limit,
+    ``PIL.Image.MAX_IMAGE_PIXELS``, whose decoding would take gigabytes) or an absurd shape."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise BadInputError(
+            f"{path}: cannot read this image ({width} x {height} pixels, more than the "
+            f"{limit:,} decoded at most: a decompression bomb?). Use a cutout of the galaxy."
+        )
+    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+        raise BadInputError(
+            f"{path}: cannot read this image ({width} x {height} pixels: more than "
+            f"{MAX_ASPECT}:1, not a cutout of a galaxy). Use a cutout about as wide as high."
+        )
+    return width, height
 
 
 def _unreadable(path: str | os.PathLike[str], e: Exception) -> BadInputError:
@@ -175,7 +198,7 @@ def load_image(
 
     try:
         with fits_image(path, fits or FitsOptions()) if is_fits(path) else Image.open(path) as im:
-            width, height = im.size
+            width, height = _sane_size(path, *im.size)
             crop = spec.crop_side(width, height)
             out = side or spec.output_side(width, height)
             if im.format == "JPEG":
@@ -183,7 +206,7 @@ def load_image(
                 im.draft(spec.mode, (math.ceil(width * need), math.ceil(height * need)))
             scale = im.size[0] / width
             img = im.convert(spec.mode)
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
         raise _unreadable(path, e) from None
     c = crop * scale
     left, top = (img.size[0] - c) / 2, (img.size[1] - c) / 2

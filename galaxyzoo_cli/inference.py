@@ -48,6 +48,7 @@ from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import ID_COLUMN, N_OUTPUTS, QUESTIONS
 from galaxyzoo_cli.settings import EvalSplit, choice
+from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.transforms import tta_views
 
 _CHUNK = 4096
@@ -430,6 +431,7 @@ def _inputs(
     return Cutouts([str(i) for i in ids], paths, kaggle=True), str(folder.resolve())
 
 
+@stop_on_signals()
 def predict(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,

@@ -7,6 +7,7 @@ itself is :meth:`galaxyzoo_cli.fit.Fit.run`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from galaxyzoo_cli.errors import BadInputError, Interrupted
+from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, Interrupted
 from galaxyzoo_cli.fit import Fit, Setup, prepare
 from galaxyzoo_cli.metrics import column_means, kaggle_rmse
 from galaxyzoo_cli.progress import SILENT, Reporter
@@ -31,6 +32,7 @@ from galaxyzoo_cli.runs import (
     write_status,
 )
 from galaxyzoo_cli.settings import RESUMABLE, TrainConfig
+from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.tracking import open_tracker
 
 
@@ -100,6 +102,7 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------
 
 
+@stop_on_signals()
 def train(
     config: TrainConfig | None = None,
     *,
@@ -119,6 +122,7 @@ def train(
     return _fit_to_the_end(fit, run_dir, start, reporter)
 
 
+@stop_on_signals()
 def resume(
     run: str | os.PathLike[str],
     *,
@@ -153,12 +157,14 @@ def resume(
     )
     fit = Fit(setup, seed=config.seed, load_pretrained=False)
     fit.restore(ckpt.state, ckpt.progress)
+    fit.saved_epoch = ckpt.progress.epoch
     if setup.runtime.is_main:
         _write_run_config(ckpt.run_dir, setup, command="train")
     reporter.log(f"Resuming {ckpt.run_dir} at epoch {ckpt.progress.epoch + 1} of {config.epochs}.")
     return _fit_to_the_end(fit, ckpt.run_dir, start, reporter)
 
 
+@stop_on_signals()
 def select_init(
     config: TrainConfig | None = None,
     *,
@@ -275,11 +281,11 @@ def _fit_to_the_end(
     write_status(run_dir, "running")
     try:
         stopped = fit.run(s.config.epochs, run_dir, reporter, tracker=tracker)
-    except Interrupted:
-        write_status(run_dir, "interrupted")
-        raise
-    except BaseException:
-        write_status(run_dir, "failed")
+    except BaseException as e:
+        # Best effort: on a full disk the status cannot be written, and the error that stopped
+        # the run is the one to report.
+        with contextlib.suppress(GalaxyZooError, OSError):
+            write_status(run_dir, "interrupted" if isinstance(e, Interrupted) else "failed")
         raise
     write_status(run_dir, "finished", stopped_early=stopped)
     if tracker is not None and run_dir is not None:
