@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,10 @@ from galaxyzoo_cli.errors import BadInputError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+# astropy warns when a header claims more data than the file holds; such a file is refused (too
+# large) or unreadable (truncated) and named, so the warning would only repeat it.
+warnings.filterwarnings("ignore", message="File may have been truncated")
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 CUTOUT_SUFFIXES = (".jpg", ".jpeg", ".png", *FITS_SUFFIXES)

@@ -75,6 +75,7 @@ def os_error(
         )
     if code in _READ_ONLY:
         folder = _existing(where)
+        folder = folder if folder.is_dir() else folder.parent
         why = "is on a read-only file system" if code == errno.EROFS else "is not writable by you"
         return BadInputError(
             f"{folder}: {why} (writing {where}). Give a folder you can write to (--runs-dir, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ import numpy as np
 from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.progress import Reporter
+
+# Pillow warns of a possible decompression bomb above its pixel limit; _sane_size refuses those
+# images itself, naming the file, so the warning would only repeat it without the file's name.
+warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
 
 REFERENCE_SIDE = 424
 """Side of the Kaggle images; crop sizes are given in this frame and scaled for other sizes."""
