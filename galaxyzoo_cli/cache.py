@@ -125,8 +125,9 @@ def load_images(
     root.mkdir(parents=True, exist_ok=True)
     _check_room(root, int(np.prod(shape)), reporter)
     start = time.perf_counter()
-    with atomic_path(final, suffix=".npy") as tmp:
+    with atomic_path(final, suffix=".npy", size=int(np.prod(shape))) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        _reserve(tmp)
         unreadable = decode_into(out, paths, spec, workers, reporter, fits)
         out.flush()
         del out
@@ -145,6 +146,14 @@ def load_images(
             },
         )
     return Decoded(np.load(final, mmap_mode="r"), unreadable)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the whole file now: a disk that fills up later then fails here with an error
+    (named, the temporary removed), not with a SIGBUS when a memory-mapped page is written."""
+    if hasattr(os, "posix_fallocate"):
+        with path.open("r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
 
 
 def will_cache(paths: Sequence[Path], spec: InputSpec, use_cache: bool | None) -> bool:
