@@ -7,6 +7,7 @@ checkpoints, and read by training, the cache, evaluation, prediction and export 
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, os_error
 from galaxyzoo_cli.progress import Reporter
 
 # Pillow warns of a possible decompression bomb above its pixel limit; _sane_size refuses those
@@ -179,7 +180,9 @@ def _sane_size(path: str | os.PathLike[str], width: int, height: int) -> tuple[i
     return width, height
 
 
-def _unreadable(path: str | os.PathLike[str], e: Exception) -> BadInputError:
+def _unreadable(path: str | os.PathLike[str], e: Exception) -> GalaxyZooError:
+    if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
+        return os_error(e, path)  # the machine's fault, not the file's: stop, do not skip
     return BadInputError(
         f"{path}: cannot read this image ({e}). Replace or delete the file (re-fetch the data)."
     )

@@ -34,7 +34,7 @@ from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.data import TRAIN_IMAGES, list_images
 from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, JobFailedError, os_error
 from galaxyzoo_cli.files import write_text_atomic
-from galaxyzoo_cli.images import InputSpec
+from galaxyzoo_cli.images import InputSpec, load_image
 from galaxyzoo_cli.runs import load_checkpoint
 
 runner = CliRunner()
@@ -275,7 +275,8 @@ def test_a_file_where_a_folder_should_be(synthetic_data: Path, tmp_path: Path) -
     assert blocker.read_text() == "not a folder\n"
 
 
-def test_too_many_open_files_is_a_one_line_error(tmp_path: Path) -> None:
+def test_too_many_open_files_is_a_one_line_error(synthetic_data: Path, tmp_path: Path) -> None:
+    image = list_images(synthetic_data / TRAIN_IMAGES)[1][0]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     opened: list[int] = []
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, soft), hard))
@@ -285,6 +286,8 @@ def test_too_many_open_files_is_a_one_line_error(tmp_path: Path) -> None:
                 opened.append(os.open(os.devnull, os.O_RDONLY))
         with pytest.raises(JobFailedError, match=r"too many open files \(limit 256\)") as caught:
             write_text_atomic(tmp_path / "x.json", "{}")
+        with pytest.raises(JobFailedError, match="too many open files"):  # not "unreadable"
+            load_image(image, InputSpec(channels=1, size=16))
     finally:
         for fd in opened:
             os.close(fd)
@@ -387,8 +390,6 @@ def test_hostile_images_are_skipped_and_named(
 
 @quiet
 def test_why_each_hostile_image_was_refused(hostile: Path) -> None:
-    from galaxyzoo_cli.images import load_image
-
     spec = InputSpec(channels=3, size=32)
     reasons = {
         "bomb.png": r"exceeds limit of 178956970 pixels, could be decompression bomb",
