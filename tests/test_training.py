@@ -96,8 +96,8 @@ def test_best_weights_are_restored_and_saved(synthetic_data: Path, tmp_path: Pat
     assert result.best_val_loss == pytest.approx(min(losses), rel=1e-5)
     best = load_checkpoint(result.run_dir / "weights" / "best.pt")
     assert best.progress.epoch == result.best_epoch
-    if result.stopped_early:
-        assert len(rows) == result.best_epoch + 2  # patience 2
+    # Either patience stopped it two epochs after the best, or it ran all six.
+    assert len(rows) == (result.best_epoch + 2 if result.stopped_early else 6)
 
 
 def test_same_seed_same_result_on_cpu(synthetic_data: Path, tmp_path: Path) -> None:
@@ -202,7 +202,6 @@ def test_select_init_keeps_the_truly_best_trial(synthetic_data: Path, tmp_path: 
     assert [int(t["trial"]) for t in trials] == [1, 2, 3, 4]
     assert len({t["val_loss"] for t in trials}) == 4  # different initialisations
     best = min(trials, key=lambda t: t["val_loss"])
-    assert best is not trials[-1] or trials[-1]["val_loss"] == min(t["val_loss"] for t in trials)
     # The kept weights really are the best trial's (not the last trial's): re-evaluate them.
     init = load_checkpoint(result.run_dir / "weights" / "init.pt")
     setup, _ = fit_module.prepare(
