@@ -81,8 +81,7 @@ def test_ctrl_c_during_training_exits_130_and_names_the_resume(
     assert load_checkpoint(tmp_path / "cc" / "weights" / "last.pt").progress.epoch >= 1
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
 def test_a_schedulers_signal_stops_training_like_ctrl_c_and_the_run_resumes(
     synthetic_data: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
@@ -107,7 +106,6 @@ def test_a_schedulers_signal_stops_training_like_ctrl_c_and_the_run_resumes(
     assert len(read_metrics(tmp_path / "cc")) == kept + 1
 
 
-@pytest.mark.slow
 def test_sigterm_stops_select_init_and_predict(many: Path, tmp_path: Path) -> None:
     env = _env(tmp_path / "cache")
     proc = _start([*CLI, "select-init", *TINY, "--trials", "1000", "--epochs", "2", "--limit",
