@@ -30,7 +30,8 @@ from galaxyzoo_cli.files import atomic_path, write_json_atomic
 from galaxyzoo_cli.images import InputSpec, decode_into, image_size
 from galaxyzoo_cli.progress import SILENT, Reporter
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+"""2: every image fully decoded (1 held JPEGs decoded at a reduced scale)."""
 
 
 def cache_root() -> Path:

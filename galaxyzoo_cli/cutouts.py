@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,38 +35,82 @@ def is_fits(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith(FITS_SUFFIXES)
 
 
+FITS_SCALES = ("percentile", "sdss")
+
+
 @dataclass(frozen=True)
 class FitsOptions:
-    """How a FITS cutout becomes an SDSS-like colour image: the asinh stretch of Lupton et al.
-    (2004, PASP 116, 133) as in ``astropy.visualization.make_lupton_rgb``.
+    """How a FITS cutout becomes a colour image like the SDSS JPEGs the model learnt from: an
+    asinh stretch of the intensity that keeps the colours (Lupton et al. 2004, PASP 116, 133).
 
     ``bands``: the planes of a 3-band cube used as red, green and blue (0-based; for a g, r, i
-    cube, (2, 1, 0) gives the SDSS colours); a single-band image is shown grey. ``stretch`` and
-    ``q`` are the linear stretch and the asinh softening; ``minimum`` the black level (``None``:
-    the image's median, i.e. the sky).
+    cube, (2, 1, 0) gives the SDSS colours); a single-band image is shown grey. ``q``: the asinh
+    softening (larger: more of the faint outskirts shown).
+
+    ``scale`` says where black and white are. ``"percentile"`` (the default) works on fluxes of
+    any unit or zero point: black is each band's median (the sky, or ``minimum`` where given) and
+    white the ``percentile`` of the sky-subtracted intensity, the way survey cutout tools scale
+    images of unknown calibration. ``"sdss"`` is the fixed scaling of
+    ``astropy.visualization.make_lupton_rgb`` with ``stretch`` (linear stretch) and ``minimum``
+    (black level; ``None``: the median of the green plane), in the units of the data: its
+    defaults suit SDSS images in nanomaggies, and saturate on data of a larger scale.
     """
 
     bands: tuple[int, int, int] = (2, 1, 0)
     stretch: float = 0.5
     q: float = 8.0
     minimum: float | None = None
+    scale: str = "percentile"
+    percentile: float = 99.5
+
+    def __post_init__(self) -> None:
+        if self.scale not in FITS_SCALES:
+            raise BadInputError(f"--fits-scale {self.scale!r}: use percentile or sdss.")
+        if not 50 < self.percentile <= 100:
+            raise BadInputError(
+                f"--fits-percentile {self.percentile}: give a percentile above 50 and up to 100 "
+                "(e.g. 99.5)."
+            )
+        if not (self.stretch > 0 and self.q > 0):
+            raise BadInputError("--fits-stretch and --fits-q: give positive numbers.")
 
     def as_dict(self) -> dict[str, object]:
-        return {"bands": list(self.bands), "stretch": self.stretch, "q": self.q,
-                "minimum": self.minimum}  # fmt: skip
+        return {"bands": list(self.bands), "scale": self.scale, "percentile": self.percentile,
+                "stretch": self.stretch, "q": self.q, "minimum": self.minimum}  # fmt: skip
+
+
+class FitsSupportMissing(BadInputError):
+    """FITS files to read and no astropy: stops the job (not a file to skip)."""
+
+
+def fits_install_hint() -> str:
+    """How to add astropy to this installation (pipx keeps the tool in its own environment)."""
+    pip = "pip install 'galaxyzoo-cli[fits]'"
+    pipx = "pipx inject galaxyzoo-cli astropy"
+    if "pipx" in sys.prefix.lower():
+        return f"{pipx} (this is a pipx installation; otherwise: {pip})"
+    return f"{pip} (installed with pipx: {pipx})"
+
+
+def require_fits(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`FitsSupportMissing`, naming ``path`` and the fix, when astropy is missing."""
+    try:
+        import astropy.io.fits  # noqa: F401
+        import astropy.visualization  # noqa: F401
+    except ImportError:
+        raise FitsSupportMissing(
+            f"{path}: reading FITS files needs astropy, which is not installed. Install it with: "
+            f"{fits_install_hint()}"
+        ) from None
 
 
 def fits_image(path: str | os.PathLike[str], options: FitsOptions) -> Image.Image:
     """A FITS cutout (the first image HDU: 2-D, or a 3-D cube of bands) as an RGB PIL image."""
     from PIL import Image
 
-    try:
-        from astropy.io import fits
-        from astropy.visualization import make_lupton_rgb
-    except ImportError:
-        raise BadInputError(
-            f"{path}: FITS needs astropy. Install it with: pip install 'galaxyzoo-cli[fits]'"
-        ) from None
+    require_fits(path)
+    from astropy.io import fits
+
     try:
         with fits.open(path, memmap=False) as hdus:
             data = next((_fits_data(path, h) for h in hdus if h.header.get("NAXIS")), None)
@@ -83,8 +128,10 @@ def fits_image(path: str | os.PathLike[str], options: FitsOptions) -> Image.Imag
             f"{path}: a FITS image of shape {data.shape}; give a 2-D image or a cube of bands "
             f"with --fits-bands within its {data.shape[0] if data.ndim == 3 else 0} planes."
         )
-    minimum = float(np.median(planes[1])) if options.minimum is None else options.minimum
-    rgb = make_lupton_rgb(*planes, minimum=minimum, stretch=options.stretch, Q=options.q)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # make_lupton_rgb divides by 0 on black
+        rgb = _percentile_rgb(planes, options) if options.scale == "percentile" else \
+            _sdss_rgb(planes, options)  # fmt: skip
     return Image.fromarray(np.ascontiguousarray(rgb[::-1]), "RGB")  # FITS rows run bottom-up
 
 
@@ -103,6 +150,35 @@ def _fits_data(path: str | os.PathLike[str], hdu: Any) -> np.ndarray | None:
             f"values, more than the {MAX_FITS_VALUES:,} read at most). Use a cutout of the galaxy."
         )
     return hdu.data
+
+
+def _sdss_rgb(planes: list[np.ndarray], options: FitsOptions) -> np.ndarray:
+    from astropy.visualization import make_lupton_rgb
+
+    minimum = float(np.median(planes[1])) if options.minimum is None else options.minimum
+    rgb: np.ndarray = make_lupton_rgb(
+        *planes, minimum=minimum, stretch=options.stretch, Q=options.q
+    )
+    return rgb
+
+
+def _percentile_rgb(planes: list[np.ndarray], options: FitsOptions) -> np.ndarray:
+    """Black: each band's sky (median); white: the ``percentile`` of the intensity; between
+    them asinh(q·I) / asinh(q), applied to the intensity so that colours are kept (a pixel
+    brighter than white is scaled down as a whole, not clipped per band)."""
+    x = np.stack(
+        [p - (np.median(p) if options.minimum is None else options.minimum) for p in planes]
+    )
+    intensity = x.mean(axis=0)
+    white = float(np.percentile(intensity, options.percentile))
+    if not white > 0:  # a flat or empty image: its brightest pixel, else nothing to show
+        white = float(intensity.max()) if intensity.max() > 0 else 1.0
+    x, intensity = x / white, intensity / white
+    gain = np.where(intensity > 0, np.arcsinh(options.q * intensity) / np.arcsinh(options.q), 0.0)
+    rgb = x * np.divide(gain, intensity, out=np.zeros_like(gain), where=intensity > 0) * 255.0
+    brightest = rgb.max(axis=0)
+    rgb *= np.where(brightest > 255.0, 255.0 / np.maximum(brightest, 1e-12), 1.0)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
 @dataclass

@@ -1,12 +1,19 @@
 """Export a run's model for deployment: ONNX (through onnxscript, run by onnxruntime) or
 TorchScript, with the normalisation inside and a dynamic batch axis, and the input spec written
 beside the file (``<file>.json``) so that another program feeds it exactly what it was trained on.
+
+An ONNX file holds its weights (a model over 2 GB cannot: its weights then go to a visible
+``<file>.data`` beside it, which the export lists among the files to copy). The files are made in
+a temporary folder, checked there, and moved into place, so nothing hidden is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -19,7 +26,7 @@ import torch
 
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import atomic_path, write_json_atomic
+from galaxyzoo_cli.files import write_json_atomic
 from galaxyzoo_cli.models.network import fuse_for_inference
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import load_checkpoint, resolve_run
@@ -28,12 +35,17 @@ from galaxyzoo_cli.settings import ExportFormat, choice
 
 _SUFFIX = {ExportFormat.ONNX: ".onnx", ExportFormat.TORCHSCRIPT: ".torchscript.pt"}
 _INSTALL = "pip install 'galaxyzoo-cli[onnx]'"
+INLINE_LIMIT = 1_800_000_000
+"""Weights (bytes) above which an ONNX file keeps them in ``<file>.data``: a protobuf cannot
+exceed 2 GB, and the graph needs room too."""
 
 
 @dataclass
 class ExportResult:
     out: Path
     spec: Path
+    files: list[Path]
+    """Every file a deployment needs (model, weights data if any, input spec): copy all of them."""
     format: str
     max_abs_difference: float | None
     """Largest difference between the exported model and PyTorch on a test batch (None: not
@@ -45,6 +57,7 @@ class ExportResult:
         return {
             "out": str(self.out),
             "spec": str(self.spec),
+            "files": [str(f) for f in self.files],
             "format": self.format,
             "max_abs_difference": self.max_abs_difference,
             "seconds": self.seconds,
@@ -57,7 +70,13 @@ class ExportResult:
             if self.max_abs_difference is None
             else f"checked against PyTorch: max difference {self.max_abs_difference:.1e}"
         )
-        return f"Wrote {self.out} ({self.format}; {check}) and its input spec {self.spec}."
+        data = [f.name for f in self.files if f not in (self.out, self.spec)]
+        weights = f" with its weights in {', '.join(data)}" if data else ""
+        names = ", ".join(f.name for f in self.files)
+        return (
+            f"Wrote {self.out} ({self.format}{weights}; {check}) and its input spec "
+            f"{self.spec.name}. To deploy, copy these {len(self.files)} files together: {names}."
+        )
 
 
 def export(
@@ -86,13 +105,17 @@ def export(
     prov = provenance.record("export", [provenance.run_entry(ref.run_dir, ref.checkpoint)],
                              format=kind.value)  # fmt: skip
     target = provenance.output_path(ref.run_dir / f"model{_SUFFIX[kind]}", out, prov, reporter)
-    with atomic_path(target, suffix=_SUFFIX[kind]) as tmp:
+    with _staging(target) as folder:
+        staged = folder / target.name
         if kind == ExportFormat.ONNX:
-            _onnx(model, example, tmp)
+            _onnx(model, example, staged, external=_weight_bytes(model) > INLINE_LIMIT)
         else:
             with _quiet():
-                torch.jit.trace(model, example).save(str(tmp))
-    difference = _check(kind, target, model, spec.channels, spec.size)
+                torch.jit.trace(model, example).save(str(staged))
+        difference = _check(kind, staged, model, spec.channels, spec.size)
+        made = sorted(folder.iterdir(), key=lambda f: f == staged)  # data first, the model last
+        files = [target, *(target.with_name(f.name) for f in made if f != staged)]
+        _install(made, target)
     about = {
         "format": kind.value,
         "input": {
@@ -113,16 +136,50 @@ def export(
         },
         "output": {"name": "answers", "shape": ["batch", len(COLUMNS)], "columns": list(COLUMNS)},
         "model": ckpt.model.as_dict(),
+        "files": [f.name for f in [*files, provenance.sidecar(target)]],
         "provenance": prov,
     }
     spec_path = provenance.sidecar(target)
     write_json_atomic(spec_path, about)
     return ExportResult(
-        target, spec_path, kind.value, difference, time.perf_counter() - start, prov
-    )
+        target, spec_path, [*files, spec_path], kind.value, difference,
+        time.perf_counter() - start, prov,
+    )  # fmt: skip
 
 
-def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def _weight_bytes(model: torch.nn.Module) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@contextlib.contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` (same file system: the install is a rename), removed
+    with whatever is left in it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _install(made: list[Path], target: Path) -> None:
+    """Move the staged files beside ``target`` (the model itself last) and remove what an earlier
+    export of ``target`` left that this one does not replace: a weights file it no longer needs,
+    and the hidden weights files of earlier exports (``.<name>.*.tmp.data``)."""
+    names = {f.name for f in made}
+    stale = [target.with_name(target.name + ".data")]
+    stale += target.parent.glob(f".{glob.escape(target.name)}.*.tmp.data")
+    for f in made:
+        os.replace(f, target.with_name(f.name))
+    for old in stale:
+        if old.name not in names:
+            old.unlink(missing_ok=True)
+
+
+def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, external: bool) -> None:
+    """Write ``path``: one file, or with ``external`` its weights in ``<path>.data`` beside it."""
     try:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:
@@ -136,6 +193,7 @@ def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
             input_names=["images"],
             output_names=["answers"],
             dynamic_shapes={"images": {0: batch}},
+            external_data=external,
             verbose=False,
         )
 

@@ -8,7 +8,7 @@ checkpoints, and read by training, the cache, evaluation, prediction and export 
 from __future__ import annotations
 
 import errno
-import math
+import json
 import os
 import re
 import warnings
@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits
+from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits, require_fits
 from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, os_error
 from galaxyzoo_cli.progress import Reporter
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Pillow warns of a possible decompression bomb above its pixel limit; _sane_size refuses those
 # images itself, naming the file, so the warning would only repeat it without the file's name.
@@ -198,33 +201,72 @@ def load_image(
     (channels, side, side).
 
     ``side`` defaults to ``spec.output_side`` of this image; give it to force one side for images
-    of mixed sizes. JPEGs are decoded at a reduced scale (PIL ``draft``) when the output needs no
-    more than that, which is several times faster than a full decode and close to exact
-    (DCT-domain downscaling). Raises :class:`BadInputError` for unreadable files.
+    of mixed sizes. Every file is decoded in full, converted to the spec's colour mode and
+    resized from its centred crop (:func:`crop_resize`), so the same pixels give the same array
+    whatever the container (a JPEG and a PNG of its decoded pixels agree exactly), and the few
+    Pillow lines of docs/deploy.md reproduce it. Raises :class:`BadInputError` for unreadable
+    files.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with fits_image(path, fits or FitsOptions()) if is_fits(path) else Image.open(path) as im:
-            width, height = _sane_size(path, *im.size)
-            crop = spec.crop_side(width, height)
-            out = side or spec.output_side(width, height)
-            if im.format == "JPEG":
-                need = out / crop  # fraction of full resolution the output needs
-                im.draft(spec.mode, (math.ceil(width * need), math.ceil(height * need)))
-            scale = im.size[0] / width
+            _sane_size(path, *im.size)
             img = im.convert(spec.mode)
     except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
         raise _unreadable(path, e) from None
-    c = crop * scale
-    left, top = (img.size[0] - c) / 2, (img.size[1] - c) / 2
-    box = (left, top, left + c, top + c)
-    if out == round(c) and all(float(v).is_integer() for v in box):
-        img = img.crop(tuple(int(v) for v in box))
-    else:
-        img = img.resize((out, out), Image.Resampling.BILINEAR, box=box)
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.asarray(crop_resize(img, spec, side), dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def crop_resize(img: Image.Image, spec: InputSpec, side: int | None = None) -> Image.Image:
+    """The centred crop of ``spec`` (relative to the image's side), resized to ``side`` (default:
+    the spec's output side) with Pillow's bilinear filter: one call, as docs/deploy.md does it."""
+    from PIL import Image
+
+    c = spec.crop_side(*img.size)
+    out = side or spec.output_side(*img.size)
+    box = ((img.width - c) / 2, (img.height - c) / 2, (img.width + c) / 2, (img.height + c) / 2)
+    return img.resize((out, out), Image.Resampling.BILINEAR, box=box)
+
+
+def load_input(
+    path: str | os.PathLike[str],
+    spec: InputSpec | dict[str, Any] | str | os.PathLike[str],
+    fits: FitsOptions | None = None,
+) -> np.ndarray:
+    """The model's input for one image file: float32 (1, C, S, S), values in [0, 1].
+
+    ``spec`` is a model's :class:`InputSpec`, an exported model's spec file (``model.onnx.json``)
+    or its parsed content (or just its ``"input"`` part). Feed the result to the exported model
+    (its normalisation is inside it) and you get what ``galaxyzoo predict`` gives for that file:
+    both decode through :func:`load_image`.
+    """
+    pixels = load_image(path, as_input_spec(spec), fits=fits)
+    return (pixels.astype(np.float32) / np.float32(255.0))[None]
+
+
+def as_input_spec(spec: InputSpec | dict[str, Any] | str | os.PathLike[str]) -> InputSpec:
+    """An :class:`InputSpec` from itself, an export's spec file, or that file's parsed content."""
+    if isinstance(spec, InputSpec):
+        return spec
+    data: Any = spec
+    if not isinstance(spec, dict):
+        file = Path(spec)
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BadInputError(
+                f"{file}: cannot read this input spec ({e}); give the .json written by "
+                "`galaxyzoo export` beside the model."
+            ) from None
+    d = data.get("input", data) if isinstance(data, dict) else None
+    if not isinstance(d, dict) or "channels" not in d:
+        raise BadInputError(
+            "Not an input spec: expected the JSON written by `galaxyzoo export` (with an "
+            "'input' holding channels, crop and size)."
+        )
+    return InputSpec.from_dict(d)
 
 
 def batch_for(side: int | None, at_64: int) -> int:
@@ -248,9 +290,13 @@ def decode_into(
     fits: FitsOptions | None = None,
 ) -> dict[int, str]:
     """Decode ``paths`` into ``out`` (N, C, S, S) in chunks, with threads (PIL releases the GIL to
-    decode). Returns the unreadable ones (position: reason); their rows are zeros."""
+    decode). Returns the unreadable ones (position: reason); their rows are zeros. FITS files
+    without astropy installed stop it (:class:`FitsSupportMissing`): none of them is readable."""
     side = out.shape[-1]
     unreadable: dict[int, str] = {}
+    first_fits = next((p for p in paths if is_fits(p)), None)
+    if first_fits is not None:
+        require_fits(first_fits)
 
     def work(start: int) -> int:
         stop = min(start + _CHUNK, len(paths))

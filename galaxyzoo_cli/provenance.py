@@ -74,6 +74,8 @@ def read(path: Path) -> dict[str, Any] | None:
                 found = json.loads(im.text[PNG_KEY])
         else:
             found = json.loads(sidecar(path).read_text(encoding="utf-8"))
+            if isinstance(found, dict) and isinstance(found.get("provenance"), dict):
+                found = found["provenance"]  # a spec file holding it (an export's)
     except (OSError, ValueError, KeyError, AttributeError):
         return None
     return found if isinstance(found, dict) else None

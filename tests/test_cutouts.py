@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.cutouts import FitsOptions, derived_flags, find_cutouts
+from galaxyzoo_cli.cutouts import FitsOptions, FitsSupportMissing, derived_flags, find_cutouts
 from galaxyzoo_cli.data import TEST_IMAGES, list_images
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.images import InputSpec, load_image
+from galaxyzoo_cli.preview import _model_input
+from galaxyzoo_cli.runs import load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import COLUMNS
 from galaxyzoo_cli.settings import TrainConfig
 from galaxyzoo_cli.training import train
@@ -144,13 +147,115 @@ def test_fits_cube_becomes_an_sdss_like_colour_image(cutouts: Path) -> None:
     assert abs(int(grey[0, 16, 16]) - int(grey[2, 16, 16])) <= 1 and grey[0, 16, 16] > 100
 
 
+def _without_astropy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if astropy were not installed (also for its already imported submodules)."""
+    for name in [m for m in sys.modules if m == "astropy" or m.startswith("astropy.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "astropy", None)
+
+
 def test_fits_without_astropy_says_how_to_install(
     cutouts: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "astropy", None)
-    monkeypatch.setitem(sys.modules, "astropy.io", None)
-    with pytest.raises(BadInputError, match=r"pip install 'galaxyzoo-cli\[fits\]'"):
+    _without_astropy(monkeypatch)
+    with pytest.raises(FitsSupportMissing, match=r"pip install 'galaxyzoo-cli\[fits\]'"):
         load_image(cutouts / "single.fits", InputSpec(channels=3, size=32))
+    monkeypatch.setattr(sys, "prefix", "/home/me/.local/share/pipx/venvs/galaxyzoo-cli")
+    with pytest.raises(BadInputError, match=r"^.*single.fits.*: pipx inject galaxyzoo-cli astropy"):
+        load_image(cutouts / "single.fits", InputSpec(channels=3, size=32))
+
+
+def test_fits_without_astropy_stops_predict_and_preview(
+    run_dir: Path, cutouts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not 'unreadable files skipped' and an empty CSV with exit 0: the job stops and says why."""
+    _without_astropy(monkeypatch)
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(run_dir), "--images", str(cutouts), "--out",
+                                 str(out), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "galaxyzoo-cli[fits]" in result.stderr and "pipx inject galaxyzoo-cli astropy" in (
+        result.stderr
+    )
+    assert not out.exists()
+    shown = runner.invoke(app, ["preview", "--images", str(cutouts), "-n", "5",
+                                "--out", str(tmp_path / "x.png")])  # fmt: skip
+    assert shown.exit_code == 2 and "galaxyzoo-cli[fits]" in shown.stderr
+
+
+def _galaxy(scale: float, offset: float, seed: int = 0) -> np.ndarray:
+    """A g, r, i cube of an exponential disc with sky noise, in units ``scale`` above ``offset``."""
+    y, x = np.mgrid[-60:60, -60:60]
+    disc = np.exp(-np.hypot(x, 1.8 * y) / 8.0)
+    noise = np.random.default_rng(seed).normal(0, 0.01, (3, *disc.shape))
+    return offset + scale * (np.stack([0.6 * disc, disc, 1.3 * disc]) + noise)
+
+
+def test_the_default_fits_scale_works_on_fluxes_of_any_scale(tmp_path: Path) -> None:
+    spec = InputSpec(channels=3, size=48)
+    rendered = {}
+    for name, scale, offset in (("nmgy", 1.0, 0.0), ("bytes", 200.0, 30.0), ("counts", 5e4, 1e3)):
+        _fits(tmp_path / f"{name}.fits", _galaxy(scale, offset))
+        rendered[name] = load_image(tmp_path / f"{name}.fits", spec).astype(int)
+        sdss = load_image(tmp_path / f"{name}.fits", spec, fits=FitsOptions(scale="sdss"))
+        if name != "nmgy":  # the fixed SDSS scaling, on data of a larger scale: grey sky
+            assert np.median(sdss[:, :6, :6]) > 20
+    for img in rendered.values():
+        assert (img.max(axis=0) == 255).mean() < 0.02  # only the core is white
+        assert np.median(img[:, :6, :6]) < 6 and img[:, 24, 24].min() > 100  # dark sky, bright core
+        assert img[0, 24, 20] > img[1, 24, 20] > img[2, 24, 20]  # i, r, g as red, green, blue
+    # Units and zero point do not matter: the same picture (float rounding aside).
+    assert np.abs(rendered["bytes"] - rendered["nmgy"]).max() <= 1
+    assert np.abs(rendered["counts"] - rendered["nmgy"]).max() <= 1
+    lighter = load_image(tmp_path / "nmgy.fits", spec, fits=FitsOptions(percentile=99.9))
+    assert lighter.astype(int).sum() < rendered["nmgy"].sum()  # a higher white point: darker
+
+
+@pytest.mark.parametrize("scale", ["percentile", "sdss"])
+def test_fits_rendering_leaks_no_warnings(tmp_path: Path, scale: str) -> None:
+    data = _galaxy(1.0, 0.0)
+    data[:, :30] = 0.0  # a blank border: zero intensity, which make_lupton_rgb divides by
+    data[:, :, :5] = np.nan
+    _fits(tmp_path / "edge.fits", data)
+    flat = tmp_path / "flat.fits"
+    _fits(flat, np.zeros((40, 40)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = load_image(
+            tmp_path / "edge.fits", InputSpec(3, size=32), fits=FitsOptions(scale=scale)
+        )
+        assert img[:, -1, 16].max() <= 1 and img[:, 16, 16].max() > 0  # blank (bottom) is black
+        assert load_image(flat, InputSpec(3, size=16), fits=FitsOptions(scale=scale)).max() == 0
+
+
+def test_fits_options_are_checked(run_dir: Path, cutouts: Path) -> None:
+    for args, flag in ((["--fits-scale", "zscale"], "--fits-scale"),
+                       (["--fits-percentile", "30"], "--fits-percentile"),
+                       (["--fits-q", "0"], "--fits-q"),
+                       (["--fits-bands", "2,1"], "--fits-bands")):  # fmt: skip
+        result = runner.invoke(app, ["predict", str(run_dir), "--images", str(cutouts), *args])
+        assert result.exit_code == 2 and flag in result.stderr, result.output
+
+
+def test_preview_shows_cutouts_as_the_model_gets_them(
+    run_dir: Path, cutouts: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "preview.png"
+    result = runner.invoke(
+        app, ["preview", "--images", str(cutouts), "--run", str(run_dir), "-n", "5",
+              "--fits-scale", "sdss", "--out", str(out), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["transforms"] == ["original", "model"]
+    assert sorted(report["galaxy_ids"]) == ["NGC 1300", "UGC_12158", "cube", "m51,a", "single"]
+    with Image.open(out) as im:
+        assert im.width > im.height  # 5 cutouts side by side, 2 rows
+    # The model row is the run's own input, decoded by the function predict uses.
+    name, spec = _model_input(run_dir)
+    assert spec == load_checkpoint(resolve_run(run_dir).checkpoint).model.input
+    assert name == run_dir.name
+    assert _model_input(None)[1].size == 96  # no run: the default model's input
 
 
 def test_derived_flags_follow_the_thresholds() -> None:

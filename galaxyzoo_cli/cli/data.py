@@ -9,6 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from galaxyzoo_cli.cli.app import DataDir, JsonOut, RichReporter, Seed, Workers, app, emit
+from galaxyzoo_cli.cli.results import (
+    FitsBands,
+    FitsMinimum,
+    FitsPercentile,
+    FitsQ,
+    FitsScale,
+    FitsStretch,
+    fits_options,
+)
 from galaxyzoo_cli.errors import BadInputError
 
 
@@ -88,19 +97,49 @@ def preview(
             "-t",
             metavar="SPEC",
             help="One row per spec, e.g. 'gray,crop=256,size=64' (tokens: original, gray, crop=N, "
-            "size=N). Default: the notebook's five rows.",
+            "size=N), or 'model': the model's input. Default: the notebook's five rows (with "
+            "--images or --run: original and model).",
         ),
     ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Show cutouts from this folder (JPEG, PNG, FITS, as predict reads them) instead "
+            "of the data's training images.",
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            metavar="RUN",
+            help="The run whose input the 'model' row shows (default: the default model's).",
+        ),
+    ] = None,
+    fits_bands: FitsBands = "2,1,0",
+    fits_scale: FitsScale = "percentile",
+    fits_percentile: FitsPercentile = 99.5,
+    fits_stretch: FitsStretch = 0.5,
+    fits_q: FitsQ = 8.0,
+    fits_minimum: FitsMinimum = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path(
         "preview.png"
     ),
     seed: Seed = 0,
     as_json: JsonOut = False,
 ) -> None:
-    """Write a grid of galaxies: one row per preprocessing transform."""
+    """Write a grid of galaxies: one row per preprocessing transform, as the model sees them."""
     from galaxyzoo_cli.preview import preview as make_preview
 
-    emit(make_preview(data_dir, n=n, transforms=transform or [], out=out, seed=seed), as_json)
+    fits = fits_options(fits_bands, fits_scale, fits_percentile, fits_stretch, fits_q, fits_minimum)
+    emit(
+        make_preview(
+            data_dir, n=n, transforms=transform or [], out=out, seed=seed, images=images,
+            run=run, fits=fits,
+        ),
+        as_json,
+    )  # fmt: skip
 
 
 @app.command()

@@ -22,6 +22,44 @@ from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.settings import EvalSplit, ExportFormat
 
 Tta = Annotated[int, typer.Option("--tta", help="Average N rotated/flipped views (1: none).")]
+FitsBands = Annotated[
+    str,
+    typer.Option(
+        "--fits-bands",
+        metavar="R,G,B",
+        help="FITS cubes: the planes shown as red, green, blue (0-based; 2,1,0 for g,r,i).",
+    ),
+]
+FitsScale = Annotated[
+    str,
+    typer.Option(
+        "--fits-scale",
+        metavar="percentile|sdss",
+        help="FITS: 'percentile' (any units: black at each band's sky median, white at "
+        "--fits-percentile) or 'sdss' (fixed --fits-stretch, for SDSS images in nanomaggies).",
+    ),
+]
+FitsPercentile = Annotated[
+    float,
+    typer.Option(
+        "--fits-percentile", help="FITS, percentile scale: the intensity percentile shown white."
+    ),
+]
+FitsStretch = Annotated[
+    float,
+    typer.Option("--fits-stretch", help="FITS, sdss scale: linear stretch of the asinh scaling."),
+]
+FitsQ = Annotated[
+    float, typer.Option("--fits-q", help="FITS: asinh softening Q (Lupton et al. 2004).")
+]
+FitsMinimum = Annotated[
+    float | None,
+    typer.Option(
+        "--fits-minimum",
+        help="FITS: black level in the data's units (default: the sky, i.e. the median).",
+        show_default=False,
+    ),
+]
 RunDataDir = Annotated[
     Path | None,
     typer.Option(
@@ -124,24 +162,12 @@ def predict(
             help="Also write the model's feature vectors, one row per CSV row.",
         ),
     ] = None,
-    fits_bands: Annotated[
-        str,
-        typer.Option(
-            "--fits-bands",
-            metavar="R,G,B",
-            help="FITS cubes: the planes shown as red, green, blue (0-based; 2,1,0 for g,r,i).",
-        ),
-    ] = "2,1,0",
-    fits_stretch: Annotated[
-        float, typer.Option("--fits-stretch", help="FITS: linear stretch of the asinh scaling.")
-    ] = 0.5,
-    fits_q: Annotated[
-        float, typer.Option("--fits-q", help="FITS: asinh softening Q (Lupton et al. 2004).")
-    ] = 8.0,
-    fits_minimum: Annotated[
-        float | None,
-        typer.Option("--fits-minimum", help="FITS: black level (default: the image's median)."),
-    ] = None,
+    fits_bands: FitsBands = "2,1,0",
+    fits_scale: FitsScale = "percentile",
+    fits_percentile: FitsPercentile = 99.5,
+    fits_stretch: FitsStretch = 0.5,
+    fits_q: FitsQ = 8.0,
+    fits_minimum: FitsMinimum = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -181,22 +207,28 @@ def predict(
         strict=strict,
         derived=derived,
         embeddings=embeddings,
-        fits=_fits_options(fits_bands, fits_stretch, fits_q, fits_minimum),
+        fits=fits_options(
+            fits_bands, fits_scale, fits_percentile, fits_stretch, fits_q, fits_minimum
+        ),
         reporter=RichReporter(),
     )
     emit(result, as_json)
 
 
-def _fits_options(bands: str, stretch: float, q: float, minimum: float | None) -> Any:
+def fits_options(
+    bands: str, scale: str, percentile: float, stretch: float, q: float, minimum: float | None
+) -> Any:
+    """The --fits-* options as :class:`galaxyzoo_cli.cutouts.FitsOptions` (checked there)."""
     from galaxyzoo_cli.cutouts import FitsOptions
 
     parts = [b.strip() for b in bands.split(",")]
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise BadInputError(f"--fits-bands {bands!r}: give three plane numbers, e.g. 2,1,0.")
-    if not (stretch > 0 and q > 0):
-        raise BadInputError("--fits-stretch and --fits-q: give positive numbers.")
     planes = (int(parts[0]), int(parts[1]), int(parts[2]))
-    return FitsOptions(bands=planes, stretch=stretch, q=q, minimum=minimum)
+    return FitsOptions(
+        bands=planes, scale=scale.strip().lower(), percentile=percentile, stretch=stretch, q=q,
+        minimum=minimum,
+    )  # fmt: skip
 
 
 @app.command()
@@ -264,7 +296,12 @@ def export(
     ] = ExportFormat.ONNX,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="File to write (default: RUN/model.onnx)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="File to write (default: RUN/model.onnx); a model over 2 GB also writes "
+            "FILE.data. Copy every file the export lists.",
+        ),
     ] = None,
     as_json: JsonOut = False,
 ) -> None:
