@@ -2,9 +2,16 @@
 
 A cache file is a ``.npy`` array (N, C, S, S) of uint8, memory-mapped when read, with a ``.json``
 beside it that says what it holds (and which images could not be decoded). Its name is a hash of
-the preprocessing and of the image list (path, size, mtime), so changed images or settings give a
-new cache, and training, evaluation and prediction of the same images share one. It is built under
-a temporary name and renamed when complete: a half-built cache is never used.
+the preprocessing and of the image list (absolute path, size, mtime), so changed images or
+settings give a new cache.
+
+One cache per set of images: the caller gives *all* the images of its folder (a run's labelled
+galaxies, the first ``--limit`` of them for a limited run; the test images; a folder of cutouts)
+and the ``rows`` it needs. Training's two splits, evaluation's split and the figures' samples are
+rows of that one cache, read without a copy of the rest (:class:`Rows`). It is built under a
+temporary name (holding the builder's process id) and renamed when complete: a half-built cache is
+never used, a failed or interrupted build removes its file, and one left by a killed process is
+removed by the next build or by ``galaxyzoo cache clear``.
 
 Unreadable images do not stop a job: their rows are zeros, and :class:`Decoded` names them so that
 callers skip them (or, with ``--strict``, refuse; see :func:`galaxyzoo_cli.data.Skipped`).
@@ -16,6 +23,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +35,8 @@ import numpy as np
 
 from galaxyzoo_cli.cutouts import FitsOptions
 from galaxyzoo_cli.data import Catalogue, Skipped
-from galaxyzoo_cli.errors import BadInputError, JobFailedError
-from galaxyzoo_cli.files import atomic_path, write_json_atomic
+from galaxyzoo_cli.errors import BadInputError, JobFailedError, os_error
+from galaxyzoo_cli.files import write_json_atomic
 from galaxyzoo_cli.images import InputSpec, decode_into, image_size
 from galaxyzoo_cli.progress import SILENT, Reporter
 
@@ -35,12 +45,57 @@ CACHE_VERSION = 2
 
 
 def cache_root() -> Path:
-    """``$GALAXYZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/galaxyzoo-cli``, else ``~/.cache/…``."""
+    """``$GALAXYZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/galaxyzoo-cli``, else ``~/.cache/…``;
+    without a usable home folder (HOME unset or pointing nowhere, as in some containers and batch
+    jobs), ``galaxyzoo-cli-cache-<user>`` in the temporary folder, said once."""
     env = os.environ.get("GALAXYZOO_CACHE_DIR")
     if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "galaxyzoo-cli"
+        return Path(env).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser().absolute() / "galaxyzoo-cli"
+    home = _home()
+    if home is not None:
+        return home / ".cache" / "galaxyzoo-cli"
+    fallback = Path(tempfile.gettempdir()) / f"galaxyzoo-cli-cache-{_user()}"
+    global _SAID_FALLBACK
+    if not _SAID_FALLBACK:
+        _SAID_FALLBACK = True
+        print(  # stderr: stdout stays clean for --json
+            f"No home folder (HOME={os.environ.get('HOME', '(unset)')}): caching decoded images "
+            f"in {fallback}. Set GALAXYZOO_CACHE_DIR to keep them elsewhere.",
+            file=sys.stderr,
+        )
+    return fallback
+
+
+_SAID_FALLBACK = False
+
+
+def _home() -> Path | None:
+    """The user's home folder if it exists (None when HOME is unset with no passwd entry, or
+    names a folder that does not exist)."""
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError, OSError):
+        return None
+    return home if home.is_dir() else None
+
+
+def _user() -> str:
+    try:
+        return str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    except OSError:  # pragma: no cover - getuid does not fail on POSIX
+        return "user"
+
+
+def free_space(path: Path) -> int:
+    """Free bytes on the disk of ``path``, or of its nearest existing parent folder (a cache
+    folder that is not created yet, under a home folder that may not exist)."""
+    probe = path.absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
 
 
 def _pixels(spec: InputSpec) -> dict[str, int | None]:
@@ -68,18 +123,34 @@ def cache_key(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None =
 
 @dataclass
 class Decoded:
-    """Preprocessed images (N, C, S, S) uint8, and the positions of those that could not be read
-    (their rows are zeros) with the reason."""
+    """Preprocessed images uint8 (C, S, S) of the images asked for, in order: rows ``rows`` of
+    ``pixels`` (all of its rows when ``rows`` is None), and the positions (among those asked for)
+    of the images that could not be read (their rows are zeros) with the reason."""
 
     pixels: np.ndarray | LazyPixels
+    """The whole folder's images (N, C, S, S): the memory-mapped cache, or decoded when read."""
     unreadable: dict[int, str] = field(default_factory=dict)
+    rows: np.ndarray | None = None
+    """The rows of ``pixels`` that hold the images asked for, in order (None: all)."""
+
+    def __len__(self) -> int:
+        return len(self.pixels) if self.rows is None else len(self.rows)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """The row of ``pixels`` of each image asked for."""
+        return np.arange(len(self.pixels)) if self.rows is None else self.rows
 
     @property
     def readable(self) -> np.ndarray:
-        """Boolean (N,): the rows that hold an image."""
-        ok = np.ones(len(self.pixels), dtype=bool)
+        """Boolean, one per image asked for: those that hold an image."""
+        ok = np.ones(len(self), dtype=bool)
         ok[list(self.unreadable)] = False
         return ok
+
+    def select(self, index: np.ndarray) -> Rows:
+        """The images at positions ``index`` (among those asked for), not copied."""
+        return Rows(self.pixels, self.positions[index])
 
 
 CACHE_AUTO_LIMIT = 4_000_000_000
@@ -92,41 +163,85 @@ def load_images(
     paths: Sequence[Path],
     spec: InputSpec,
     *,
+    rows: np.ndarray | Sequence[int] | None = None,
     workers: int | None = None,
     reporter: Reporter = SILENT,
     cache_dir: Path | None = None,
     use_cache: bool | None = None,
     fits: FitsOptions | None = None,
 ) -> Decoded:
-    """All images preprocessed, as a uint8 array (N, C, S, S).
+    """Images ``rows`` of ``paths`` (all of them when None), preprocessed as uint8 (C, S, S).
 
-    ``use_cache``: True: from (or first written to) the cache folder, memory-mapped; False:
-    decoded when read (:class:`LazyPixels`, after a quick pass that finds unreadable files);
-    None (default): the cache for up to :data:`CACHE_AUTO_LIMIT` bytes that fit on its disk,
-    decoded when read above that. Unreadable images are listed, not raised.
+    ``paths``: every image of the folder the caller works on (a run's labelled galaxies, the
+    first ``--limit`` of them for a limited run, the test images…), so that every subset of
+    them reads rows of one cache. ``use_cache``: True: from (or first written to) that cache,
+    memory-mapped; False: decoded when read (:class:`LazyPixels`, after a quick pass over the
+    rows asked for that finds unreadable files); None (default): the cache for up to
+    :data:`CACHE_AUTO_LIMIT` bytes that fit on its disk, decoded when read above that.
+    Unreadable images are listed, not raised.
     """
+    picked = None if rows is None else np.asarray(rows, dtype=np.int64)
     side = image_size_of(paths, spec, fits)
     shape = (len(paths), spec.channels, side, side)
-    root = cache_dir or cache_root()
+    root = (cache_dir or cache_root()).absolute()
     if not _wants_cache(int(np.prod(shape)), use_cache, root, reporter):
-        quick = np.empty((len(paths), 3, 8, 8), np.uint8)  # decode small: just to find the bad
-        bad = decode_into(quick, paths, InputSpec(3, size=8), workers, reporter, fits)
-        return Decoded(LazyPixels(list(paths), spec, side, workers, fits), bad)
+        wanted = list(paths) if picked is None else [paths[int(i)] for i in picked]
+        quick = np.empty((len(wanted), 3, 8, 8), np.uint8)  # decode small: just to find the bad
+        bad = decode_into(quick, wanted, InputSpec(3, size=8), workers, reporter, fits)
+        return Decoded(LazyPixels(list(paths), spec, side, workers, fits), bad, picked)
     key = cache_key(paths, spec, fits)
     final, about = root / f"{key}.npy", root / f"{key}.json"
-    if final.is_file():
-        try:
-            cached = np.load(final, mmap_mode="r")
-            unreadable = json.loads(about.read_text(encoding="utf-8")).get("unreadable", {})
-            if cached.shape == shape:
-                os.utime(about)  # "last used", for `galaxyzoo cache`
-                return Decoded(cached, {int(i): str(why) for i, why in unreadable.items()})
-        except (OSError, ValueError):
-            pass  # a damaged cache is built again
+    pixels, unreadable = _open_cache(final, about, shape)
+    if pixels is None:
+        unreadable = _build(paths, spec, shape, final, about, workers, reporter, fits)
+        pixels = np.load(final, mmap_mode="r")
+    return Decoded(pixels, _among(unreadable, picked), picked)
+
+
+def _among(unreadable: dict[int, str], rows: np.ndarray | None) -> dict[int, str]:
+    """The unreadable images of a folder, numbered among ``rows`` (all: unchanged)."""
+    if rows is None or not unreadable:
+        return dict(unreadable)
+    return {i: unreadable[int(r)] for i, r in enumerate(rows) if int(r) in unreadable}
+
+
+def _open_cache(
+    final: Path, about: Path, shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, dict[int, str]]:
+    """A complete cache of this shape, memory-mapped, with its unreadable images; (None, {})
+    if there is none (a damaged one is built again)."""
+    if not final.is_file():
+        return None, {}
+    try:
+        cached = np.load(final, mmap_mode="r")
+        unreadable = json.loads(about.read_text(encoding="utf-8")).get("unreadable", {})
+        if cached.shape == shape:
+            os.utime(about)  # "last used", for `galaxyzoo cache`
+            return cached, {int(i): str(why) for i, why in unreadable.items()}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None, {}
+
+
+def _build(
+    paths: Sequence[Path],
+    spec: InputSpec,
+    shape: tuple[int, ...],
+    final: Path,
+    about: Path,
+    workers: int | None,
+    reporter: Reporter,
+    fits: FitsOptions | None,
+) -> dict[int, str]:
+    """Decode every image into a new cache: under a temporary name that holds this process's id,
+    renamed into place when complete, removed on any failure (KeyboardInterrupt included)."""
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(root)
     _check_room(root, int(np.prod(shape)), reporter)
     start = time.perf_counter()
-    with atomic_path(final, suffix=".npy", size=int(np.prod(shape))) as tmp:
+    tmp = root / f".{final.stem}.{os.getpid()}-{_host()}.npy.tmp"
+    try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         _reserve(tmp)
         unreadable = decode_into(out, paths, spec, workers, reporter, fits)
@@ -134,19 +249,99 @@ def load_images(
         del out
         # The description goes first, then the array is renamed into place: whoever finds the
         # array finds its description.
+        absolute = [Path(os.path.abspath(p)) for p in paths[:1]]
         write_json_atomic(
             about,
             {
                 "preprocess": _pixels(spec),
                 "n_images": len(paths),
                 "shape": list(shape),
-                "first_image": str(paths[0]) if paths else None,
+                "folder": str(_common_folder(paths)) if paths else None,
+                "first_image": str(absolute[0]) if absolute else None,
                 "unreadable": {str(i): why for i, why in unreadable.items()},
                 "seconds": round(time.perf_counter() - start, 3),
                 "bytes": int(np.prod(shape)),
             },
         )
-    return Decoded(np.load(final, mmap_mode="r"), unreadable)
+        os.replace(tmp, final)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, say: the cache file named, not its temporary
+            own = e.filename in (None, str(tmp))
+            raise os_error(e, final if own else e.filename, int(np.prod(shape))) from e
+        raise
+    return unreadable
+
+
+def _common_folder(paths: Sequence[Path]) -> Path:
+    """The deepest folder holding every image (absolute)."""
+    folders = {os.path.dirname(os.path.abspath(p)) for p in paths}
+    return Path(os.path.commonpath(sorted(folders)))
+
+
+def _host() -> str:
+    """This machine's name, as it goes into a build's temporary name (no dots)."""
+    return "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:40]
+
+
+def _builder(tmp: Path) -> tuple[int, str] | None:
+    """The process id and machine in a build's temporary name
+    (``.<key>.<pid>-<host>.npy.tmp``), if it has them."""
+    parts = tmp.name.split(".")
+    if len(parts) == 5 and parts[3:] == ["npy", "tmp"]:
+        pid, _, host = parts[2].partition("-")
+        if pid.isdigit() and host:
+            return int(pid), host
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or cannot tell: assume it is building
+    return True
+
+
+def _orphan(tmp: Path) -> bool:
+    """A build's temporary file whose process is gone: on this machine, a process id that no
+    longer runs; from another machine sharing the folder, or a name without a process id, one
+    untouched for a day (another machine's), or ten minutes (no id)."""
+    builder = _builder(tmp)
+    if builder is not None and builder[1] == _host():
+        return builder[0] != os.getpid() and not _alive(builder[0])
+    try:
+        age = time.time() - tmp.stat().st_mtime
+    except OSError:
+        return False
+    return age >= (86_400 if builder is not None else 600)
+
+
+def _remove_orphans(root: Path) -> None:
+    """Remove what builds killed before they could clean up (SIGKILL, power loss) left behind."""
+    for tmp in root.glob(".*.tmp"):
+        if _orphan(tmp):
+            tmp.unlink(missing_ok=True)
+
+
+def cached(
+    paths: Sequence[Path],
+    spec: InputSpec,
+    fits: FitsOptions | None = None,
+    cache_dir: Path | None = None,
+) -> bool:
+    """Whether a complete cache of these images at this preprocessing exists (so that a subset
+    of them, such as a run's first ``--limit`` galaxies, can read its rows instead of building
+    a cache of its own)."""
+    if not paths:
+        return False
+    try:
+        key = cache_key(paths, spec, fits)
+    except OSError:
+        return False
+    return ((cache_dir or cache_root()) / f"{key}.npy").is_file()
 
 
 def _reserve(path: Path) -> None:
@@ -172,8 +367,7 @@ def _wants_cache(nbytes: int, use_cache: bool | None, root: Path, reporter: Repo
             f"(more than {_size(CACHE_AUTO_LIMIT)}; --cache builds it anyway)."
         )
         return False
-    probe = root if root.exists() else root.parent if root.parent.exists() else Path.home()
-    if nbytes + DISK_MARGIN > shutil.disk_usage(probe).free:
+    if nbytes + DISK_MARGIN > free_space(root):
         reporter.log(f"Decoding images as they are needed: no room for a {_size(nbytes)} cache.")
         return False
     return True
@@ -213,7 +407,7 @@ DISK_MARGIN = 1 << 30
 
 def _check_room(root: Path, nbytes: int, reporter: Reporter) -> None:
     """Say what the cache will cost before it is built; refuse when it would not fit."""
-    free = shutil.disk_usage(root).free
+    free = free_space(root)
     reporter.log(
         f"Caching the decoded images: {_size(nbytes)} in {root} ({_size(free)} free); "
         "`galaxyzoo cache` lists caches, `galaxyzoo cache clear` removes them."
@@ -299,17 +493,34 @@ def load_split(
     workers: int | None = None,
     use_cache: bool | None = None,
     reporter: Reporter = SILENT,
+    whole: Catalogue | None = None,
 ) -> tuple[Rows, np.ndarray, Rows, np.ndarray]:
     """Training and validation images (uint8) and labels of a catalogue: (x_train, y_train,
     x_val, y_val), the images decoded once through the cache. Galaxies whose image cannot be
-    read are left out and added to ``skipped``."""
-    decoded = load_images(cat.paths, spec, workers=workers, reporter=reporter, use_cache=use_cache)
+    read are left out and added to ``skipped``.
+
+    ``whole``: the folder's catalogue when ``cat`` is its first galaxies (``--limit``): if the
+    whole folder is cached already, ``cat``'s images are rows of that cache; otherwise ``cat``'s
+    images get a cache of their own (a quick limited run never decodes the whole folder)."""
+    paths, rows = cat.paths, None
+    if whole is not None and use_cache is not False and cached(whole.paths, spec):
+        paths, rows = whole.paths, np.arange(len(cat))
+    decoded = load_images(
+        paths, spec, rows=rows, workers=workers, reporter=reporter, use_cache=use_cache
+    )
     skipped.add("unreadable image", [int(cat.ids[i]) for i in decoded.unreadable])
     is_val = np.isin(cat.ids, val_ids)
     tr = np.flatnonzero(~is_val & decoded.readable)
     va = np.flatnonzero(is_val & decoded.readable)
-    images = decoded.pixels
-    return Rows(images, tr), cat.labels[tr], Rows(images, va), cat.labels[va]
+    return decoded.select(tr), cat.labels[tr], decoded.select(va), cat.labels[va]
+
+
+def rows_of(universe: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
+    """The positions of ``ids`` in the sorted ``universe`` of GalaxyIDs, or None if one of them
+    is not there."""
+    pos = np.searchsorted(universe, ids)
+    ok = (pos < len(universe)) & (universe[np.minimum(pos, len(universe) - 1)] == ids)
+    return pos if len(universe) and bool(ok.all()) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,15 +557,22 @@ class CacheReport:
             "freed_bytes": self.freed,
         }
 
+    def describe(self) -> str:
+        """How many caches, where, how large."""
+        n = len(self.entries)
+        total = _size(sum(e.bytes for e in self.entries))
+        return f"{n} cache{'s' if n != 1 else ''} in {self.root} ({total})"
+
     def summary(self) -> str:
         lines = []
         if self.removed:
-            lines.append(f"Removed {self.removed} caches from {self.root}: {_size(self.freed)}.")
+            n = self.removed
+            lines.append(f"Removed {n} cache{'s' if n != 1 else ''} from {self.root}: "
+                         f"{_size(self.freed)}.")  # fmt: skip
         if not self.entries:
             lines.append(f"No caches in {self.root}." if not self.removed else "")
             return "\n".join(line for line in lines if line)
-        lines.append(f"{self.root}: {len(self.entries)} caches, "
-                     f"{_size(sum(e.bytes for e in self.entries))}")  # fmt: skip
+        lines.append(self.describe())
         for e in self.entries:
             p = e.preprocess
             what = (f"{'gray' if p.get('channels') == 1 else 'RGB'} crop {p.get('crop')} → "
@@ -367,39 +585,63 @@ class CacheReport:
 
 
 def list_caches(data_dir: Path | None = None, cache_dir: Path | None = None) -> CacheReport:
-    """The caches in the cache folder (of images under ``data_dir`` only, if given)."""
-    root = cache_dir or cache_root()
+    """The caches in the cache folder (of images under ``data_dir`` only, if given), and the
+    temporary files of builds in progress or interrupted."""
+    root = (cache_dir or cache_root()).absolute()
     entries = []
     for about in sorted(root.glob("*.json")) if root.is_dir() else []:
         try:
             info = json.loads(about.read_text(encoding="utf-8"))
             array = about.with_suffix(".npy")
+            folder = info.get("folder") or (
+                str(Path(info["first_image"]).parent) if info.get("first_image") else ""
+            )
             entries.append(CacheEntry(
                 key=about.stem, preprocess=dict(info.get("preprocess", {})),
-                n_images=int(info.get("n_images", 0)),
-                folder=str(Path(info["first_image"]).parent) if info.get("first_image") else "",
+                n_images=int(info.get("n_images", 0)), folder=str(folder),
                 bytes=array.stat().st_size if array.is_file() else 0,
                 last_used=about.stat().st_mtime, complete=array.is_file(),
             ))  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     for tmp in sorted(root.glob(".*.tmp")) if root.is_dir() else []:
-        entries.append(CacheEntry(tmp.name, {}, 0, "", tmp.stat().st_size, tmp.stat().st_mtime,
-                                  complete=False))  # fmt: skip
+        try:
+            st = tmp.stat()
+        except OSError:
+            continue
+        entries.append(CacheEntry(tmp.name, {}, 0, "", st.st_size, st.st_mtime, complete=False))
     if data_dir is not None:
-        under = str(data_dir.resolve())
-        entries = [e for e in entries if e.folder.startswith(under)]
+        entries = [e for e in entries if e.folder and _is_under(e.folder, data_dir)]
     return CacheReport(root, entries)
 
 
+def _is_under(folder: str, data_dir: Path) -> bool:
+    """Whether a cache's image folder is ``data_dir`` or inside it, comparing resolved paths.
+
+    Caches made by 0.2.0 and earlier recorded the path as given: a relative one is taken
+    relative to the current folder and to each folder above ``data_dir`` (``--data-dir data``
+    from a project folder recorded ``data/images_training_rev1``)."""
+    target = data_dir.expanduser().resolve()
+    recorded = Path(folder).expanduser()
+    if recorded.is_absolute():
+        candidates = [recorded]
+    else:
+        candidates = [Path.cwd() / recorded, *(above / recorded for above in target.parents)]
+    for candidate in candidates:
+        found = Path(os.path.normpath(candidate.resolve()))
+        if found == target or target in found.parents:
+            return True
+    return False
+
+
 def clear_caches(data_dir: Path | None = None, cache_dir: Path | None = None) -> CacheReport:
-    """Remove the caches (of images under ``data_dir`` only, if given) and interrupted builds
-    (those left for ten minutes: a younger one may be a build in progress)."""
+    """Remove the caches (of images under ``data_dir`` only, if given) and the files of
+    interrupted builds (a build whose process is still running is left alone)."""
     listed = list_caches(data_dir, cache_dir)
     removed = freed = 0
     for e in listed.entries:
-        if not e.complete and time.time() - e.last_used < 600 and e.key.startswith("."):
-            continue
+        if not e.complete and e.key.startswith(".") and not _orphan(listed.root / e.key):
+            continue  # a build in progress
         for path in (listed.root / f"{e.key}.npy", listed.root / f"{e.key}.json",
                      listed.root / e.key):  # fmt: skip
             if path.is_file() and path.parent == listed.root:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.schema import COLUMNS, Learned
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -241,31 +242,44 @@ def _stem(path: Path) -> str:
 
 def read_catalogue(path: Path) -> Cutouts:
     """A CSV with columns ``id`` and ``path`` (relative to the CSV's folder, or absolute) and any
-    others (ra, dec, …), which predictions carry through. Rows keep their order."""
+    others (ra, dec, …). Predictions carry every column but ``id`` through unchanged, ``path``
+    included, after the answers. Rows keep their order. A column named like one the prediction
+    adds (an answer, ``Class1.1``…, or a derived flag, ``derived_smooth``…) is refused."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.reader(f)
+            header = next(reader, [])
+            rows = list(csv.DictReader(f, fieldnames=header))
     except FileNotFoundError:
         raise BadInputError(f"--catalogue {path}: file not found.") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise BadInputError(f"--catalogue {path}: not a readable CSV ({e}).") from None
-    if not rows or not {"id", "path"} <= set(rows[0]):
+    if not rows or not {"id", "path"} <= set(header):
         raise BadInputError(
             f"--catalogue {path}: needs a header with the columns id and path (and a row per "
             "image); other columns are passed through."
         )
-    ids = [r["id"].strip() for r in rows]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    clash = [c for c in header if c in RESERVED_COLUMNS]
+    if repeated or clash:
+        name = (repeated or clash)[0]
+        why = "appears twice in the header" if repeated else "is a column predict writes"
+        raise BadInputError(
+            f"--catalogue {path}: column {name!r} {why}. Rename it in the CSV (the answers "
+            "are Class1.1 … Class11.6, the flags derived_…)."
+        )
+    ids = [(r["id"] or "").strip() for r in rows]
     seen: set[str] = set()
     for line, gid in enumerate(ids, start=2):
         if not gid or gid in seen:
             problem = "an empty id" if not gid else f"id {gid!r} a second time"
             raise BadInputError(f"--catalogue {path} line {line}: {problem}. Give unique ids.")
         seen.add(gid)
-    paths = [Path(r["path"].strip()) for r in rows]
+    paths = [Path((r["path"] or "").strip()) for r in rows]
     paths = [p if p.is_absolute() else path.parent / p for p in paths]
-    others = [c for c in rows[0] if c not in ("id", "path") and c is not None]
+    others = [c for c in header if c != "id"]
     return Cutouts(
-        ids, paths, kaggle=False, columns={c: [r[c] or "" for r in rows] for c in others}
+        ids, paths, kaggle=False, columns={c: [r.get(c) or "" for r in rows] for c in others}
     )
 
 
@@ -274,11 +288,47 @@ def read_catalogue(path: Path) -> Cutouts:
 # --------------------------------------------------------------------------------------------
 
 DERIVED = ("smooth", "featured", "edge_on", "barred", "spiral")
-"""The derived columns (0/1), in order; see :func:`derived_flags` and docs/user-guide.md."""
+"""The derived flags (0/1), in order; see :func:`derived_flags` and docs/user-guide.md. Their
+columns are named ``derived_<flag>`` (:data:`DERIVED_PREFIX`)."""
+DERIVED_PREFIX = "derived_"
+DERIVED_NEEDS: dict[str, tuple[int, ...]] = {
+    "smooth": (1,),
+    "featured": (1,),
+    "edge_on": (1, 2),
+    "barred": (1, 2, 3),
+    "spiral": (1, 2, 4),
+}
+"""The questions each flag is computed from: a flag needs a run that learned all of them."""
+RESERVED_COLUMNS = frozenset(COLUMNS) | {DERIVED_PREFIX + k for k in DERIVED}
+"""Column names a prediction writes besides the id: a catalogue may not bring its own."""
 
 
-def derived_flags(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Clean-sample flags from predicted (Kaggle-style, cumulative) vote fractions (N, 37).
+@dataclass(frozen=True)
+class DerivedFlags:
+    """The flags a run can give (columns ``derived_<flag>`` → 0/1 per galaxy) and those left out,
+    with the questions they need that the run never learned."""
+
+    columns: dict[str, np.ndarray]
+    omitted: dict[str, tuple[int, ...]]
+
+    def note(self) -> str | None:
+        """One line naming the flags left out and why; None when none was."""
+        if not self.omitted:
+            return None
+        parts = [
+            f"{name} (needs {', '.join(f'Q{n}' for n in need)})"
+            for name, need in self.omitted.items()
+        ]
+        return (
+            f"--derived: left out {'; '.join(parts)}: the run never had labels for "
+            "those questions, so its answers there are a prior, not a measurement."
+        )
+
+
+def derived_flags(values: np.ndarray, learned: Learned | None = None) -> DerivedFlags:
+    """Clean-sample flags from predicted (Kaggle-style, cumulative) vote fractions (N, 37),
+    each only when ``learned`` (default: all questions) holds the questions it is computed from
+    (:data:`DERIVED_NEEDS`).
 
     Thresholds from the Galaxy Zoo 2 literature: smooth p ≥ 0.469 and features-or-disk p ≥ 0.430
     (Willett et al. 2013, MNRAS 435, 2835, Table 3); edge-on: a featured galaxy with conditional
@@ -289,6 +339,7 @@ def derived_flags(values: np.ndarray) -> dict[str, np.ndarray]:
     model's predicted fractions they are a convenience, not a calibrated classification.
     """
     v = np.asarray(values, dtype=np.float64)
+    learned = learned or Learned()
 
     def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.divide(a, b, out=np.zeros_like(a), where=b > 1e-9)
@@ -302,4 +353,11 @@ def derived_flags(values: np.ndarray) -> dict[str, np.ndarray]:
         "barred": face_on & (ratio(v[:, 5], v[:, 4]) >= 0.5),
         "spiral": v[:, 7] > 0.5,
     }
-    return {k: flags[k].astype(np.int8) for k in DERIVED}
+    columns, omitted = {}, {}
+    for k in DERIVED:
+        missing = tuple(n for n in DERIVED_NEEDS[k] if n not in learned.questions)
+        if missing:
+            omitted[k] = missing
+        else:
+            columns[DERIVED_PREFIX + k] = flags[k].astype(np.int8)
+    return DerivedFlags(columns, omitted)

@@ -80,7 +80,7 @@ def read_labels(path: str | os.PathLike[str]) -> LabelTable:
                 f"the first column is {header[0] if header else '(none)'!r}, not {ID_COLUMN!r}"
             )
         elif len(header) != len(CSV_HEADER):
-            problem = f"{len(header) - 1} label columns, expected {N_OUTPUTS}"
+            problem = _column_difference(header)
         else:
             i = next(i for i, (a, b) in enumerate(zip(header, CSV_HEADER, strict=True)) if a != b)
             problem = f"column {i + 1} is {header[i]!r}, expected {CSV_HEADER[i]!r}"
@@ -104,6 +104,28 @@ def read_labels(path: str | os.PathLike[str]) -> LabelTable:
     ids = _parse_ids(path, cells[:, 0])
     values = _parse_values(path, cells[:, 1:])
     return LabelTable(path=path, ids=ids, values=values)
+
+
+def _column_difference(header: list[str]) -> str:
+    """What a header lacks and has too many of, by name (``Class1.3`` missing, ``Foo`` not a
+    Kaggle column, ``Class2.1`` twice)."""
+    found = header[1:]
+    missing = [c for c in COLUMNS if c not in found]
+    unknown = [c for c in found if c not in COLUMNS]
+    twice = sorted({c for c in found if c in COLUMNS and found.count(c) > 1})
+    parts = [f"{len(found)} label columns, expected {N_OUTPUTS}"]
+    if missing:
+        parts.append(f"missing {_names(missing)}")
+    if unknown:
+        parts.append(f"unexpected {_names(unknown)}")
+    if twice:
+        parts.append(f"repeated {_names(twice)}")
+    return "; ".join(parts) if len(parts) > 1 else parts[0]
+
+
+def _names(columns: list[str], most: int = 6) -> str:
+    shown = ", ".join(repr(c) for c in columns[:most])
+    return shown + (f" and {len(columns) - most} more" if len(columns) > most else "")
 
 
 def _parse_ids(path: Path, raw: np.ndarray) -> np.ndarray:

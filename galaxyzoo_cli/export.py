@@ -134,7 +134,14 @@ def export(
             "mean": list(spec.mean),
             "std": list(spec.std),
         },
-        "output": {"name": "answers", "shape": ["batch", len(COLUMNS)], "columns": list(COLUMNS)},
+        "output": {
+            "name": "answers",
+            "shape": ["batch", len(COLUMNS)],
+            "columns": list(COLUMNS),
+            **ckpt.model.learned.as_dict(),
+            "untrained_note": "the answers of untrained questions are the model's prior (the "
+            "tree's even split), not a measurement: leave them out of science use",
+        },
         "model": ckpt.model.as_dict(),
         "files": [f.name for f in [*files, provenance.sidecar(target)]],
         "provenance": prov,

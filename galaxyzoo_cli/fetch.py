@@ -143,10 +143,12 @@ def kaggle_config_dir() -> Path:
     configured = os.environ.get("KAGGLE_CONFIG_DIR")
     if configured:
         return Path(configured).expanduser()
-    home = Path("~/.kaggle").expanduser()
+    # os.path.expanduser leaves "~" as it is where no home folder is known (HOME unset, no
+    # passwd entry: batch jobs, containers); Path.expanduser would raise there.
+    home = Path(os.path.expanduser("~/.kaggle"))
     if sys.platform.startswith("linux") and not home.exists():
         # The client follows the XDG spec when the legacy folder does not exist.
-        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
         return Path(xdg) / "kaggle"
     return home
 
@@ -164,7 +166,7 @@ def find_credentials(reporter: Reporter = SILENT) -> Credentials:
     token = os.environ.get("KAGGLE_API_TOKEN", "").strip()
     if token:
         secrets = [token]
-        token_file = Path(token).expanduser()
+        token_file = Path(os.path.expanduser(token))
         if token_file.is_file():
             secrets.append(token_file.read_text(encoding="utf-8").strip())
         return Credentials("KAGGLE_API_TOKEN", config_dir, _secret_forms(secrets))
@@ -184,7 +186,7 @@ def find_credentials(reporter: Reporter = SILENT) -> Credentials:
             _warn_if_readable(config, reporter)
             return Credentials(str(config), config_dir, _secret_forms([str(content["key"])]))
     for name in ("access_token", "access_token.txt", "credentials.json"):
-        path = Path("~/.kaggle").expanduser() / name
+        path = Path(os.path.expanduser("~/.kaggle")) / name
         if path.is_file() and path.stat().st_size > 0:
             return Credentials(str(path), config_dir)
     raise BadInputError(_NO_CREDENTIALS)

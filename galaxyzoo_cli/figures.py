@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import numpy as np
 
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.data import Catalogue
-from galaxyzoo_cli.files import atomic_path
+from galaxyzoo_cli.files import atomic_path, to_json
 from galaxyzoo_cli.images import InputSpec, load_image
 from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse
 from galaxyzoo_cli.schema import QUESTIONS, Question, question
@@ -38,7 +37,7 @@ def save_figure(
 ) -> Path:
     """Write a figure as PNG atomically (its provenance in the PNG's text) and close it."""
     out = Path(out)
-    metadata = {provenance.PNG_KEY: json.dumps(prov)} if prov is not None else None
+    metadata = {provenance.PNG_KEY: to_json(prov, None)} if prov is not None else None
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
     pyplot().close(fig)
@@ -86,6 +85,8 @@ class RunData:
     """What the model sees of an image (for showing it)."""
     training_means: np.ndarray | None = None
     """Column means of the run's training labels: the mean baseline."""
+    model: str = ""
+    """The run's model (architecture) name."""
 
 
 def question_label(q: Question) -> str:
@@ -209,11 +210,13 @@ def scatter_figure(run: RunData) -> Figure:
             ax.set_title(f"{question_label(q)}\n{rmse}", fontsize=10)
             ax.legend(fontsize=6, loc="upper left", markerscale=1.5, ncol=1 + len(q.answers) // 5)
         labelled = ~np.isnan(target)
+        n_answers = int(labelled.any(axis=0).sum())  # the answers with a label to plot
         last = flat[len(QUESTIONS)]
         last.scatter(
             target[labelled], pred[labelled], s=size, alpha=0.3, color="0.3", rasterized=True
         )
-        last.set_title(f"All 37 answers\nRMSE {kaggle_rmse(pred, target):.3f}", fontsize=10)
+        rmse_all = kaggle_rmse(pred, target)
+        last.set_title(f"All {n_answers} labelled answers\nRMSE {rmse_all:.3f}", fontsize=10)
         for ax in flat:
             ax.plot([0, 1], [0, 1], color="crimson", lw=1, ls="--")
             ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
@@ -243,18 +246,35 @@ def top_path(values: np.ndarray) -> list[int]:
     return path
 
 
+CLOSE_ENOUGH = 0.15
+"""A shown answer is right when the predicted top answer is the volunteers' top answer and its
+predicted vote fraction is within this of theirs."""
+
+
+def shown_right(truth: np.ndarray, pred: np.ndarray, number: int) -> bool:
+    """Whether question ``number``'s caption shows a right answer: the same top answer as the
+    volunteers', with a vote fraction within :data:`CLOSE_ENOUGH` of theirs."""
+    q = question(number)
+    t, p = truth[q.slice], pred[q.slice]
+    ti = int(np.argmax(t))
+    return ti == int(np.argmax(p)) and abs(float(p[ti]) - float(t[ti])) <= CLOSE_ENOUGH
+
+
 def caption(truth: np.ndarray, pred: np.ndarray, number: int) -> str:
     q = question(number)
     t, p = truth[q.slice], pred[q.slice]
     ti, pi = int(np.argmax(t)), int(np.argmax(p))
+    mark = "✓" if shown_right(truth, pred, number) else "✗"
     return (
         f"Q{number} true: {q.answers[ti]} ({t[ti]:.2f})\n"
-        f"Q{number} pred: {q.answers[pi]} ({p[pi]:.2f})"
+        f"Q{number} pred: {q.answers[pi]} ({p[pi]:.2f}) {mark}"
     )
 
 
 def gallery_figure(run: RunData) -> Figure:
-    """Validation galaxies in full colour, captioned with true and predicted top answers."""
+    """Validation galaxies in full colour, captioned with true and predicted top answers of Q1
+    and of the deepest question the volunteers reached; green when every answer shown is right
+    (:func:`shown_right`), red otherwise, a cross marking the wrong ones."""
     assert run.val is not None
     plt = pyplot()
     cat, pred = run.val.cat, run.val.pred
@@ -263,7 +283,6 @@ def gallery_figure(run: RunData) -> Figure:
     rows = -(-n // 4)  # at most 4 a row, rows evenly filled
     cols = -(-n // rows)
     rgb = InputSpec(channels=3)
-    q1 = QUESTIONS[0].slice
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(
             rows, cols, figsize=(3.2 * cols, 3.9 * rows), layout="constrained", squeeze=False
@@ -274,17 +293,19 @@ def gallery_figure(run: RunData) -> Figure:
             truth, guess = cat.labels[i], pred[i]
             ax.imshow(load_image(cat.paths[int(i)], rgb).transpose(1, 2, 0))
             path = top_path(truth)
+            shown = path[:1] + path[1:][-1:]
             lines = [f"GalaxyID {cat.ids[i]}"]
-            lines += [caption(truth, guess, number) for number in path[:1] + path[1:][-1:]]
-            agree = bool(path) and int(np.argmax(truth[q1])) == int(np.argmax(guess[q1]))
+            lines += [caption(truth, guess, number) for number in shown]
+            right = bool(shown) and all(shown_right(truth, guess, number) for number in shown)
             ax.set_title(
                 "\n".join(lines) if path else f"{lines[0]}\nQ1 unlabelled",
                 fontsize=8,
-                color="darkgreen" if agree else "firebrick",
+                color="darkgreen" if right else "firebrick" if path else "0.3",
             )
         fig.suptitle(
-            f"{run.name}: validation galaxies, true vs predicted top answer\n"
-            "(Q1 and the deepest question reached; green: Q1 agrees)",
+            f"{run.name}: validation galaxies, true vs predicted top answer (Q1 and the deepest "
+            "question reached)\ngreen: every answer shown is right (the volunteers' top answer, "
+            f"vote fraction within {CLOSE_ENOUGH:.2f}); red: ✗ marks the answers that are not",
             fontsize=10,
         )
     return fig

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -67,8 +68,34 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
         tmp.write_bytes(data)
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±Infinity, numpy's too) replaced by None, numpy
+    scalars and arrays made plain values, tuples made lists and paths made strings: what strict
+    JSON can hold."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (bool, int, str)) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return json_safe(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj`` (see :func:`json_safe`): ``null`` where a figure is missing,
+    never NaN or Infinity, which JSON does not have and many parsers reject."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> None:
-    write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as strict JSON (:func:`to_json`) atomically."""
+    write_text_atomic(target, to_json(obj) + "\n")
 
 
 def install_entries(src: Path, dest: Path, names: Sequence[str]) -> None:

@@ -113,7 +113,7 @@ def prepare(
         augment=(not model_config.freeze) if config.augment is None else config.augment,
     )
 
-    cat = load_catalogue(data_dir)
+    cat = whole = load_catalogue(data_dir)
     skipped = Skipped()
     skipped.add("missing image", cat.ids_without_image)
     if config.limit is not None:
@@ -132,8 +132,10 @@ def prepare(
         workers=config.workers,
         use_cache=config.cache,
         reporter=reporter,
+        whole=whole if len(whole) > len(cat) else None,
     )
     skipped.enforce(config.strict, data_dir, reporter)
+    model_config = model_config.with_learned(y_tr)  # the questions it will have labels for
     x_train, x_val = runtime.keep_on_device((x_tr, x_va), reporter)
     setup = Setup(
         config, model_config, runtime, data_dir, len(cat), val_ids, x_train, y_tr, x_val, y_va,

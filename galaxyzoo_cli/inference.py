@@ -21,9 +21,17 @@ import numpy as np
 import torch
 
 from galaxyzoo_cli import provenance
-from galaxyzoo_cli.cache import image_size_of, load_images, take_rows, will_cache
+from galaxyzoo_cli.cache import (
+    cached,
+    image_size_of,
+    load_images,
+    rows_of,
+    take_rows,
+    will_cache,
+)
 from galaxyzoo_cli.cutouts import (
     Cutouts,
+    DerivedFlags,
     FitsOptions,
     derived_flags,
     find_cutouts,
@@ -42,11 +50,11 @@ from galaxyzoo_cli.device import autocast, choose_device, to_float
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
 from galaxyzoo_cli.images import InputSpec, batch_for, decode_into
-from galaxyzoo_cli.metrics import column_means, score
+from galaxyzoo_cli.metrics import ACCURACY_NOTE, column_means, score
 from galaxyzoo_cli.models.network import GalaxyModel, fuse_for_inference
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
-from galaxyzoo_cli.schema import ID_COLUMN, N_OUTPUTS, QUESTIONS
+from galaxyzoo_cli.schema import COLUMNS, ID_COLUMN, N_OUTPUTS, QUESTIONS, Learned
 from galaxyzoo_cli.settings import EvalSplit, choice
 from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.transforms import tta_views
@@ -69,6 +77,19 @@ class LoadedRun:
     def input(self) -> InputSpec:
         return self.checkpoint.model.input
 
+    @property
+    def learned(self) -> Learned:
+        """The questions the run had labels for (its other answers are the tree's prior)."""
+        return self.checkpoint.model.learned
+
+
+def learned_by_all(loaded: Sequence[LoadedRun]) -> Learned:
+    """The questions every run learned: what an ensemble of them answers for."""
+    learned = loaded[0].learned
+    for run in loaded[1:]:
+        learned = learned & run.learned
+    return learned
+
 
 def load_run(run: str | os.PathLike[str], device: torch.device) -> LoadedRun:
     """Open a run folder or checkpoint and rebuild its model on ``device``."""
@@ -84,26 +105,29 @@ def _image_chunks(
     reporter: Reporter,
     unreadable: dict[int, str],
     fits: FitsOptions | None = None,
+    rows: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
-    """uint8 chunks (n, C, S, S) of the images, in order, bounded in size (4,096 images at 64 px,
-    fewer when larger), from the cache or decoded chunk by chunk (see
-    :func:`galaxyzoo_cli.cache.load_images` for when); the images that cannot be read are added
-    to ``unreadable``."""
+    """uint8 chunks (n, C, S, S) of images ``rows`` of ``paths`` (all when None), in order,
+    bounded in size (4,096 images at 64 px, fewer when larger), from the cache of all of
+    ``paths`` or decoded chunk by chunk (see :func:`galaxyzoo_cli.cache.load_images` for when);
+    the images that cannot be read are added to ``unreadable`` (numbered among those asked)."""
     chunk = batch_for(spec.size, _CHUNK)
     if will_cache(paths, spec, use_cache):
         decoded = load_images(
-            paths, spec, workers=workers, reporter=reporter, use_cache=True, fits=fits
+            paths, spec, rows=rows, workers=workers, reporter=reporter, use_cache=True, fits=fits
         )
         unreadable.update(decoded.unreadable)
-        for s in range(0, len(paths), chunk):  # writable copies, bounded in size
-            yield take_rows(decoded.pixels, np.arange(s, min(s + chunk, len(paths))))
+        positions = decoded.positions
+        for s in range(0, len(positions), chunk):  # writable copies, bounded in size
+            yield take_rows(decoded.pixels, positions[s : s + chunk])
         return
     if use_cache is None:
         reporter.log("Decoding the images as they are predicted (a cache would be too large).")
-    side = spec.size or image_size_of(paths, spec, fits)
-    for s in range(0, len(paths), chunk):
-        part = np.empty((len(paths[s : s + chunk]), spec.channels, side, side), np.uint8)
-        found = decode_into(part, paths[s : s + chunk], spec, workers, SILENT, fits)
+    wanted = list(paths) if rows is None else [paths[int(i)] for i in rows]
+    side = spec.size or image_size_of(wanted, spec, fits)
+    for s in range(0, len(wanted), chunk):
+        part = np.empty((len(wanted[s : s + chunk]), spec.channels, side, side), np.uint8)
+        found = decode_into(part, wanted[s : s + chunk], spec, workers, SILENT, fits)
         unreadable.update({s + i: why for i, why in found.items()})
         yield part
 
@@ -171,13 +195,18 @@ def predict_paths(
     embeddings: bool = False,
     fits: FitsOptions | None = None,
     reporter: Reporter = SILENT,
+    rows: np.ndarray | None = None,
 ) -> Predictions:
-    """A run's predictions for image files, with its own input spec (``batch_size``: 256
+    """A run's predictions for image files ``rows`` of ``paths`` (all when None; ``paths`` is
+    the whole folder, whose cache they share), with its own input spec (``batch_size``: 256
     images at 64 px by default, fewer for larger inputs)."""
     unreadable: dict[int, str] = {}
-    chunks = _image_chunks(paths, loaded.input, use_cache, workers, reporter, unreadable, fits)
+    chunks = _image_chunks(
+        paths, loaded.input, use_cache, workers, reporter, unreadable, fits, rows
+    )
+    n_images = len(paths) if rows is None else len(rows)
     values, feats = predict_images(
-        loaded.model, chunks, len(paths), device, tta=tta,
+        loaded.model, chunks, n_images, device, tta=tta,
         batch_size=batch_size or batch_for(loaded.input.size, 256), embeddings=embeddings,
         reporter=reporter,
     )  # fmt: skip
@@ -203,12 +232,28 @@ def split_predictions(
     subset = cat.select(split, ckpt.val_ids, ckpt.settings.limit)
     if sample is not None and len(subset) > sample:
         subset = subset.subset(np.sort(np.random.default_rng(0).choice(len(subset), sample, False)))
+    universe, rows = _within(cat, subset, ckpt.settings.limit, loaded.input)
     pred = predict_paths(
-        loaded, subset.paths, device, tta=tta, use_cache=use_cache, workers=workers,
-        reporter=reporter,
+        loaded, universe.paths, device, tta=tta, use_cache=use_cache, workers=workers,
+        reporter=reporter, rows=rows,
     )  # fmt: skip
     keep = np.setdiff1d(np.arange(len(subset)), list(pred.unreadable))
     return subset.subset(keep), pred.values[keep]
+
+
+def _within(
+    cat: Catalogue, subset: Catalogue, limit: int | None, spec: InputSpec
+) -> tuple[Catalogue, np.ndarray | None]:
+    """The images a subset is read among, so that every command shares one cache of them: the
+    run's images (its first ``limit`` galaxies, unless the whole folder is cached already; or
+    all of ``cat``), and the subset's rows."""
+    if limit is not None and limit < len(cat) and not cached(cat.paths, spec):
+        first = cat.subset(np.arange(limit))
+        rows = rows_of(first.ids, subset.ids)
+        if rows is not None:
+            return first, rows
+    rows = rows_of(cat.ids, subset.ids)
+    return (cat, rows) if rows is not None else (subset, None)
 
 
 def _runs_provenance(loaded: Sequence[LoadedRun]) -> list[dict[str, str]]:
@@ -227,11 +272,19 @@ class EvalResult:
     tta: int
     scores: dict[str, Any]
     baselines: dict[str, dict[str, Any]]
+    answers: dict[str, dict[str, Any]]
+    """Per answer column: the model's RMSE, the training mean's, and whether the model loses."""
+    learned: Learned
     seconds: float
     provenance: dict[str, Any]
     skipped: Skipped
     out: Path | None = None
     predictions: Path | None = None
+
+    @property
+    def worse_than_mean(self) -> list[str]:
+        """The answer columns where the model's RMSE is above the training mean's."""
+        return [c for c, a in self.answers.items() if a["worse_than_mean"]]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -239,6 +292,10 @@ class EvalResult:
             "split": self.split,
             "tta": self.tta,
             "baselines": self.baselines,
+            "answers": self.answers,
+            "worse_than_mean": self.worse_than_mean,
+            **self.learned.as_dict(),
+            "accuracy_counts": ACCURACY_NOTE,
             "runs": [str(r) for r in self.runs],
             "run_dir": str(self.runs[0]),
             "skipped": self.skipped.as_dict(),
@@ -253,23 +310,65 @@ class EvalResult:
         what = str(self.runs[0]) if len(self.runs) == 1 else f"ensemble of {len(self.runs)} runs"
         lines = [
             f"{what} on {s['n_images']} galaxies ({self.split} split, tta {self.tta}): "
-            f"Kaggle RMSE {s['rmse']:.5f}  (zeros {self.baselines['zeros']['rmse']:.5f}, "
-            f"training mean {self.baselines['training_mean']['rmse']:.5f})",
+            f"Kaggle RMSE {_num(s['rmse'], 5)}  (zeros {_num(self.baselines['zeros']['rmse'], 5)}"
+            f", training mean {_num(self.baselines['training_mean']['rmse'], 5)})",
         ]
+        if not self.learned.complete:
+            lines.append(
+                f"Not scored, never learned (no labels in training): "
+                f"{self.learned.describe_untrained()}."
+            )
         if s["n_missing_cells"]:
-            lines.append(f"{s['n_missing_cells']} empty label cells skipped.")
+            lines.append(f"{s['n_missing_cells']} empty or unscored label cells skipped.")
         if self.skipped:
             lines.append(self.skipped.describe() + ".")
         lines.append(f"{'question':<28}{'rmse':>8}{'accuracy':>10}{'galaxies':>10}")
         for q in QUESTIONS:
             r = s["questions"][f"Q{q.number}"]
-            acc = "-" if math.isnan(r["accuracy"]) else f"{r['accuracy']:.3f}"
-            rmse = "-" if math.isnan(r["rmse"]) else f"{r['rmse']:.4f}"
+            acc = _num(r["accuracy"], 3)
+            rmse = _num(r["rmse"], 4) if q.number in self.learned.questions else "untrained"
             lines.append(f"Q{q.number:<3}{q.text[:24]:<25}{rmse:>8}{acc:>10}{r['n_accuracy']:>10}")
+        lines.append(f"({ACCURACY_NOTE}.)")
+        lines.append(f"{'answer':<12}{'rmse':>8}{'mean':>8}")
+        for column, a in self.answers.items():
+            if a["rmse"] is None or math.isnan(a["rmse"]):
+                continue
+            flag = "  worse than the training mean" if a["worse_than_mean"] else ""
+            lines.append(
+                f"{column:<12}{_num(a['rmse'], 4):>8}{_num(a['training_mean_rmse'], 4):>8}{flag}"
+            )
+        worse = self.worse_than_mean
+        if worse:
+            lines.append(
+                f"{len(worse)} answer{'s' if len(worse) > 1 else ''} worse than predicting the "
+                f"training mean: {', '.join(worse)}."
+            )
         for path in (self.out, self.predictions):
             if path is not None:
                 lines.append(f"Wrote {path}")
         return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int) -> str:
+    """A figure for people: ``-`` where it is missing."""
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def answer_table(
+    model: np.ndarray, mean: np.ndarray, target: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Per answer column: the model's RMSE next to the training mean's (both over the same
+    labelled cells; NaN where there are none) and whether the model does worse."""
+    counts = (~np.isnan(target)).sum(axis=0)
+    return {
+        c: {
+            "rmse": float(m),
+            "training_mean_rmse": float(b),
+            "worse_than_mean": bool(m > b),
+            "n_cells": int(n),
+        }
+        for c, m, b, n in zip(COLUMNS, model, mean, counts, strict=True)
+    }
 
 
 def _run_data_dir(ckpt: Checkpoint, data_dir: Path | None) -> Path:
@@ -333,30 +432,38 @@ def evaluate(
     means = column_means(cat.select(EvalSplit.TRAIN, first.val_ids, first.settings.limit).labels)
     subset = cat.select(split, first.val_ids, first.settings.limit)
     pred = np.zeros((len(subset), N_OUTPUTS), dtype=np.float64)
+    universe, rows = _within(cat, subset, first.settings.limit, loaded[0].input)
     for run in loaded:
         pred += predict_paths(
-            run, subset.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
-            reporter=reporter,
+            run, universe.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
+            reporter=reporter, rows=rows,
         ).values  # fmt: skip
     pred /= len(loaded)
     readable = ~np.isnan(pred[:, 0])
     skipped.add("unreadable image", subset.ids[~readable])
     skipped.enforce(strict, folder, reporter)
     subset, pred = subset.subset(np.flatnonzero(readable)), pred[readable]
-    target = subset.labels
+    learned = learned_by_all(loaded)
+    target = subset.labels.copy()
+    target[:, ~learned.mask] = np.nan  # a question never learned is not scored
+    pred[:, ~learned.mask] = np.nan  # nor written
     prov = provenance.record(
         "evaluate", _runs_provenance(loaded), split=split.value, tta=tta,
         data_dir=str(folder.resolve()), n_images=len(subset),
+        untrained_questions=list(learned.untrained),
     )  # fmt: skip
+    model, baseline = score(pred, target), score(np.broadcast_to(means, target.shape), target)
     result = EvalResult(
         runs=[r.run_dir for r in loaded],
         split=split.value,
         tta=tta,
-        scores=score(pred, target).as_dict(),
+        scores=model.as_dict(),
         baselines={
             "zeros": score(np.zeros_like(target), target).as_dict(),
-            "training_mean": score(np.broadcast_to(means, target.shape), target).as_dict(),
+            "training_mean": baseline.as_dict(),
         },
+        answers=answer_table(model.columns, baseline.columns, target),
+        learned=learned,
         seconds=time.perf_counter() - start,
         provenance=prov,
         skipped=skipped,
@@ -386,13 +493,32 @@ class PredictResult:
     images_per_second: float
     skipped: Skipped
     provenance: dict[str, Any]
+    learned: Learned
+    kaggle: bool
+    """A Kaggle submission (37 numbers a row, the prior where never learned), not a science
+    output (``id``, the learned answers, the untrained ones empty)."""
+    flags: list[str]
+    """The derived flag columns written."""
+    notes: list[str]
+    """What the reader must know about the file (also logged as it is written)."""
     embeddings: Path | None = None
+
+    @property
+    def n_columns(self) -> int:
+        """Value columns written (answers + flags; catalogue columns not counted)."""
+        return N_OUTPUTS + len(self.flags)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
             "runs": self.runs,
             "n_images": self.n_images,
+            "kaggle_submission": self.kaggle,
+            "answer_columns": N_OUTPUTS,
+            "empty_columns": [] if self.kaggle else list(self.learned.untrained_columns),
+            "flags": self.flags,
+            **self.learned.as_dict(),
+            "notes": self.notes,
             "tta": self.tta,
             "skipped": self.skipped.as_dict(),
             "embeddings": None if self.embeddings is None else str(self.embeddings),
@@ -403,8 +529,13 @@ class PredictResult:
 
     def summary(self) -> str:
         what = f"ensemble of {len(self.runs)} runs" if len(self.runs) > 1 else self.runs[0]
+        answers = f"{N_OUTPUTS} answers"
+        if not self.kaggle and not self.learned.complete:
+            answers += f", {len(self.learned.untrained_columns)} of them left empty"
+        if self.flags:
+            answers = f"{self.n_columns} columns ({answers}, + {len(self.flags)} derived flags)"
         lines = [
-            f"Wrote {self.out}: {self.n_images} galaxies × 37 answers ({what}, tta {self.tta}) "
+            f"Wrote {self.out}: {self.n_images} galaxies × {answers} ({what}, tta {self.tta}) "
             f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"
         ]
         if self.embeddings is not None:
@@ -431,6 +562,21 @@ def _inputs(
     return Cutouts([str(i) for i in ids], paths, kaggle=True), str(folder.resolve())
 
 
+def _untrained_note(learned: Learned, kaggle: bool) -> str | None:
+    if learned.complete:
+        return None
+    if kaggle:
+        return (
+            f"The run never had labels for {learned.describe_untrained()}: those columns hold "
+            "its prior (the tree's even split), not a measurement; a Kaggle submission needs "
+            "37 numbers."
+        )
+    return (
+        f"Left empty: {learned.describe_untrained()}; the run never had labels for them "
+        "(its answers there would be a prior, not a measurement)."
+    )
+
+
 @stop_on_signals()
 def predict(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -454,22 +600,30 @@ def predict(
 
     Images: ``images`` (any folder of JPEG, PNG or FITS cutouts, searched recursively, any size),
     else the files of a ``catalogue`` CSV (``id,path`` and columns to pass through), else
-    ``images_test_rev1`` of ``data_dir`` or of the folder the first run was trained on. When
-    every file is named ``<GalaxyID>``, the CSV is a Kaggle submission (``GalaxyID`` + 37 columns,
-    sorted by GalaxyID); otherwise its first column is ``id`` (the file stem). ``derived`` adds
-    0/1 columns (smooth, featured, edge_on, barred, spiral; :func:`derived_flags`);
+    ``images_test_rev1`` of ``data_dir`` or of the folder the first run was trained on.
+
+    That last case, without ``derived``, is a Kaggle submission (``GalaxyID`` + 37 columns,
+    sorted by GalaxyID, ``submission.csv``): every column holds a number, the model's prior for
+    the questions the run never had labels for (said in a note). Everything else is a science
+    output (``predictions.csv``): the first column is ``id`` (the file stem or the catalogue's
+    id), the answers of questions never learned are left empty (and named), a catalogue's other
+    columns follow the answers unchanged, and ``derived`` adds 0/1 columns ``derived_<flag>``
+    (:func:`derived_flags`) for the flags whose questions the runs learned.
     ``embeddings`` writes the feature vectors, one row per CSV row, as ``.npy``.
 
     Several runs are averaged (an ensemble), each with its own input spec (their embeddings are
-    concatenated). The CSV goes to ``out`` or, by default, the first run's ``submission.csv``
-    (``predictions.csv`` for other cutouts), a new name when that holds a result of other
-    inputs, with its provenance beside it; it is written to a temporary file and renamed. Images
-    that cannot be read are skipped and named (``strict``: an error).
+    concatenated); a question counts as learned when every run learned it. The CSV goes to
+    ``out`` or, by default, the first run's ``submission.csv`` / ``predictions.csv``, a new name
+    when that holds a result of other inputs, with its provenance beside it; it is written to a
+    temporary file and renamed. Images that cannot be read are skipped and named (``strict``: an
+    error).
     """
     start = time.perf_counter()
     dev = choose_device(device, reporter)
     loaded_runs = [load_run(r, dev) for r in _as_list(runs)]  # fail fast on a bad RUN
     cutouts, source = _inputs(loaded_runs[0], data_dir, images, catalogue)
+    kaggle = images is None and catalogue is None and not derived
+    learned = learned_by_all(loaded_runs)
     fits = fits if any(is_fits(p) for p in cutouts.paths) else None
     total = np.zeros((len(cutouts.ids), N_OUTPUTS), dtype=np.float64)
     features = []
@@ -483,7 +637,7 @@ def predict(
             features.append(pred.embeddings)
     readable = ~np.isnan(total[:, 0])
     keep = np.flatnonzero(readable)
-    all_ids: list[int | str] = [int(i) if cutouts.kaggle else i for i in cutouts.ids]
+    all_ids: list[int | str] = [int(i) if kaggle else i for i in cutouts.ids]
     skipped = Skipped()
     skipped.add("unreadable image", [all_ids[i] for i in np.flatnonzero(~readable)])
     skipped.enforce(strict, images or catalogue or source, reporter)
@@ -491,17 +645,23 @@ def predict(
     extra: dict[str, Sequence[object]] = {
         c: [v[i] for i in keep] for c, v in cutouts.columns.items()
     }
-    if derived:
-        extra.update({k: list(v) for k, v in derived_flags(mean).items()})
+    flags = derived_flags(mean, learned) if derived else DerivedFlags({}, {})
+    extra.update({k: list(v) for k, v in flags.columns.items()})
+    notes = [n for n in (_untrained_note(learned, kaggle), flags.note()) if n]
+    for note in notes:
+        reporter.log(note)
+    if not kaggle:
+        mean[:, ~learned.mask] = np.nan  # written as empty cells
     ids = [all_ids[i] for i in keep]
     prov = provenance.record(
         "predict", _runs_provenance(loaded_runs), tta=tta, images=source, n_images=len(keep),
         derived=derived, fits=None if fits is None else fits.as_dict(),
+        kaggle_submission=kaggle, untrained_questions=list(learned.untrained),
+        untrained_columns="prior" if kaggle else "empty", flags=list(flags.columns),
     )  # fmt: skip
-    plain = cutouts.kaggle and not extra
-    default = loaded_runs[0].run_dir / ("submission.csv" if plain else "predictions.csv")
+    default = loaded_runs[0].run_dir / ("submission.csv" if kaggle else "predictions.csv")
     target = provenance.output_path(default, out, prov, reporter)
-    write_labels(target, ids, mean, id_column=ID_COLUMN if cutouts.kaggle else "id", extra=extra)
+    write_labels(target, ids, mean, id_column=ID_COLUMN if kaggle else "id", extra=extra)
     provenance.write_sidecar(target, prov)
     vectors = None
     if embeddings is not None:
@@ -519,5 +679,9 @@ def predict(
         images_per_second=len(cutouts.ids) / max(seconds, 1e-9),
         skipped=skipped,
         provenance=prov,
+        learned=learned,
+        kaggle=kaggle,
+        flags=list(flags.columns),
+        notes=notes,
         embeddings=vectors,
     )

@@ -78,7 +78,10 @@ def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTabl
     if sort not in SORT_KEYS:
         raise BadInputError(f"--sort {sort!r}: use one of {', '.join(SORT_KEYS)}.")
     if not runs_dir.is_dir():
-        raise BadInputError(f"{runs_dir}: no such runs folder. Give the folder --runs-dir used.")
+        raise BadInputError(
+            f"{runs_dir}: no such runs folder. Give the folder that `train --runs-dir` wrote "
+            "to as the argument: `galaxyzoo runs RUNS_DIR` (or set GALAXYZOO_RUNS_DIR)."
+        )
     rows = [_row(d) for d in sorted(runs_dir.iterdir()) if (d / "config.json").is_file()]
     if sort == "date":
         rows.sort(key=lambda r: r.date, reverse=True)

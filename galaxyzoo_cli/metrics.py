@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galaxyzoo_cli.schema import QUESTIONS, reached
+from galaxyzoo_cli.schema import COLUMNS, MEANINGFUL, QUESTIONS, meaningful
 
 
 @dataclass
@@ -45,8 +45,8 @@ class QuestionScore:
     accuracy: float
     """Fraction of galaxies where the predicted top answer is the voters' top answer."""
     n_accuracy: int
-    """Galaxies counted for accuracy: question reached (:func:`galaxyzoo_cli.schema.reached`)
-    and fully labelled."""
+    """Galaxies counted for accuracy: question reached by most volunteers
+    (:func:`galaxyzoo_cli.schema.meaningful`) and fully labelled."""
     n_cells: int
 
 
@@ -54,12 +54,14 @@ def question_scores(pred: np.ndarray, target: np.ndarray) -> list[QuestionScore]
     """RMSE and top-answer accuracy per question.
 
     Accuracy compares, per galaxy, the argmax over that question's answers (never over the
-    batch), counting only galaxies whose answers are all labelled and where volunteers reached the
-    question (the answer leading to it has a value above 0).
+    batch), counting only galaxies whose answers are all labelled and where most volunteers
+    reached the question (the answer leading to it is at least 0.5,
+    :func:`galaxyzoo_cli.schema.meaningful`): where a few did, the top answer is a handful of
+    votes, and Q8's "accuracy" over every galaxy anyone sent to it read as failure.
     """
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    was_reached = reached(target)
+    was_reached = meaningful(target)
     scores = []
     for i, q in enumerate(QUESTIONS):
         p, t = pred[:, q.slice], target[:, q.slice]
@@ -78,6 +80,23 @@ def question_scores(pred: np.ndarray, target: np.ndarray) -> list[QuestionScore]
     return scores
 
 
+ACCURACY_NOTE = (
+    "accuracy: the predicted top answer is the volunteers' top answer, over the galaxies where "
+    f"most volunteers reached the question (the answer leading to it at least {MEANINGFUL:g})"
+)
+
+
+def column_rmse(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """RMSE per answer column (37,) over its labelled cells; NaN where none is labelled."""
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    valid = ~np.isnan(target)
+    sq = np.where(valid, pred - np.where(valid, target, 0.0), 0.0) ** 2
+    counts = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, np.sqrt(sq.sum(axis=0) / np.maximum(counts, 1)), np.nan)
+
+
 @dataclass(frozen=True)
 class Scores:
     rmse: float
@@ -85,6 +104,8 @@ class Scores:
     n_cells: int
     n_missing: int
     questions: list[QuestionScore] = field(default_factory=list)
+    columns: np.ndarray = field(default_factory=lambda: np.full(len(COLUMNS), np.nan))
+    """RMSE per answer column (37,), NaN where none is labelled."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -113,6 +134,7 @@ def score(pred: np.ndarray, target: np.ndarray) -> Scores:
         n_cells=n_cells,
         n_missing=int(target.size - n_cells),
         questions=question_scores(pred, target),
+        columns=column_rmse(pred, target),
     )
 
 

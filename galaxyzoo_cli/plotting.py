@@ -192,7 +192,8 @@ def collect_run(
             raise BadInputError(
                 f"{loaded.run_dir}: nothing to plot: metrics.csv has no rows and {e}"
             ) from None
-        return RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, str(e))
+        return RunData(name, loaded.run_dir, loss_name, metrics, None, None, prov, str(e),
+                       input=ckpt.model.input, model=ckpt.model.name)  # fmt: skip
 
     def predicted(split: EvalSplit, sample: int | None = None) -> Predicted | None:
         from galaxyzoo_cli.inference import split_predictions
@@ -223,4 +224,5 @@ def collect_run(
         prov,
         input=ckpt.model.input,
         training_means=means,
+        model=ckpt.model.name,
     )

@@ -28,6 +28,7 @@ from galaxyzoo_cli.figures import (
     loss_figure,
     pyplot,
     scatter_figure,
+    shown_right,
     top_path,
 )
 from galaxyzoo_cli.files import write_text_atomic
@@ -53,6 +54,9 @@ figure { margin: 1em 0; } figure img { max-width: 100%; }
 .galaxy { background: #f6f6f6; padding: .5em; border-radius: 6px; font-size: .8em; }
 .galaxy img { width: 100%; image-rendering: pixelated; border-radius: 3px; }
 .good { color: #1a7f37; } .bad { color: #b42318; }
+.provenance { font-size: .85em; } .provenance td { text-align: left; vertical-align: top; }
+.compare td:nth-child(2), .compare th:nth-child(2) { text-align: left; }
+.provenance table { margin: 0; } .provenance code { word-break: break-all; }
 """
 
 
@@ -117,7 +121,9 @@ def report(
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         + "\n".join(body)
-        + f"<p class=muted>Provenance: {html.escape(str(prov))}</p></body></html>\n"
+        + "<h2>Provenance</h2><p class=muted>How this page was made, and from which files "
+        "(the checkpoints' SHA-256 identify them).</p>"
+        + f"<table class=provenance>{_rows(prov)}</table></body></html>\n"
     )
     default = refs[0].run_dir / "report.html"
     target = provenance.output_path(default, out, prov, reporter)
@@ -138,15 +144,47 @@ def _num(x: float, digits: int = 4) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
+def _value(value: Any) -> str:
+    """A setting or provenance value as HTML: yes/no for booleans, – for none, lists one item a
+    line, mappings as a nested table."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "–"
+    if isinstance(value, dict):
+        return f"<table>{_rows(value)}</table>" if value else "–"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "–"
+        if all(not isinstance(v, (dict, list, tuple)) for v in value):
+            return ", ".join(_value(v) for v in value)
+        return "<br>".join(_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = html.escape(str(value))
+    return f"<code>{text}</code>" if len(text) > 40 and " " not in text else text
+
+
+def _rows(mapping: dict[str, Any]) -> str:
+    """Table rows ``key | value`` (keys with underscores shown with spaces)."""
+    return "".join(
+        f"<tr><td>{html.escape(str(k).replace('_', ' '))}</td><td>{_value(v)}</td></tr>"
+        for k, v in mapping.items()
+    )
+
+
 def _comparison_table(runs: Sequence[RunData]) -> str:
     rows = []
     for run in runs:
         rmse = score(run.val.pred, run.val.cat.labels).rmse if run.val else math.nan
         best = min((m.get("val_rmse", math.nan) for m in run.metrics), default=math.nan)
-        rows.append(f"<tr><td>{html.escape(run.name)}</td><td>{len(run.metrics)}</td>"
+        seen = f", {run.input.describe()}" if run.input is not None else ""
+        rows.append(f"<tr><td>{html.escape(run.name)}</td>"
+                    f"<td>{html.escape((run.model or '?') + seen)}</td><td>{len(run.metrics)}</td>"
                     f"<td>{_num(best)}</td><td>{_num(rmse)}</td></tr>")  # fmt: skip
-    return ("<table><tr><th>run</th><th>epochs</th><th>best validation RMSE (training)</th>"
-            "<th>validation RMSE (now)</th></tr>" + "".join(rows) + "</table>")  # fmt: skip
+    return ("<table class=compare><tr><th>run</th><th>model</th><th>epochs</th>"
+            "<th>best validation RMSE (training)</th><th>validation RMSE (now)</th></tr>"
+            + "".join(rows) + "</table>")  # fmt: skip
 
 
 def _run_section(run: RunData, checkpoint: Path) -> list[str]:
@@ -182,11 +220,7 @@ def _settings_table(ckpt: Any) -> str:
         "validation galaxies": len(ckpt.val_ids),
         "written by": f"galaxyzoo-cli {ckpt.version}",
     }  # fmt: skip
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in shown.items()
-    )
-    return f"<table class=settings>{rows}</table>"
+    return f"<table class=settings>{_rows(shown)}</table>"
 
 
 def _metrics_tables(run: RunData) -> str:
@@ -246,7 +280,7 @@ def _card(cat: Catalogue, pred: np.ndarray, i: int, rmse: float, run: RunData) -
         q = question(number)
         t, p = cat.labels[i][q.slice], pred[i][q.slice]
         ti, pi = int(np.argmax(t)), int(np.argmax(p))
-        css = "good" if ti == pi else "bad"
+        css = "good" if shown_right(cat.labels[i], pred[i], number) else "bad"
         lines.append(
             f"Q{number} true: {html.escape(q.answers[ti])} ({t[ti]:.2f})<br>"
             f"<span class={css}>Q{number} predicted: {html.escape(q.answers[pi])} "

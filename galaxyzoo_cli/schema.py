@@ -151,6 +151,20 @@ def reached(values: np.ndarray, threshold: float = 0.0) -> np.ndarray:
         return np.nan_to_num(expected_sums(values), nan=0.0) > threshold
 
 
+MEANINGFUL = 0.5
+"""The share of volunteers who must reach a question for its top answer to mean something."""
+
+
+def meaningful(values: np.ndarray) -> np.ndarray:
+    """Boolean (N, 11): whether most volunteers reached each question, i.e. the value of the
+    answer leading to it (the share of all volunteers who got there) is at least
+    :data:`MEANINGFUL` (a missing value counts as not reached). Q1 and Q6, asked of everyone,
+    always are. Top-answer accuracy is counted over these galaxies: where only a few
+    volunteers reached a question, its top answer is a handful of votes, not the crowd's view."""
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(expected_sums(values), nan=0.0) >= MEANINGFUL
+
+
 def volunteer_reach(answers: list[np.ndarray]) -> list[np.ndarray]:
     """Which volunteers reach each question, walking the GZ2 interface (``asked_after``).
 
@@ -223,3 +237,81 @@ def check_consistency(values: np.ndarray, tolerance: float = 1e-5) -> Consistenc
         worst_question=int(qi) + 1,
         tolerance=tolerance,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Which questions a run learned
+# ---------------------------------------------------------------------------------------------
+
+ALL_QUESTIONS: tuple[int, ...] = tuple(q.number for q in QUESTIONS)
+
+
+@dataclass(frozen=True)
+class Learned:
+    """The questions a run learned: those with at least one label in its training data.
+
+    The model still outputs all 37 answers (the tree needs every question), but those of a
+    question it never had a label for are its prior (the tree's even split), not a measurement.
+    Science outputs leave them empty and name them; a Kaggle submission keeps the prior, which
+    must hold 37 numbers. Recorded in every checkpoint (``trained_questions`` in the model
+    configuration); a checkpoint that predates it (0.1, 0.2) counts as having learned all 11.
+    """
+
+    questions: tuple[int, ...] = ALL_QUESTIONS
+    """1-based question numbers, ascending."""
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray) -> Learned:
+        """The questions with any labelled cell in ``labels`` (N, 37; NaN = missing)."""
+        v = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+        has = ~np.isnan(v)
+        return cls(tuple(q.number for q in QUESTIONS if has[:, q.slice].any()))
+
+    @classmethod
+    def from_value(cls, value: object) -> Learned:
+        """From a checkpoint's list of question numbers; None (an older checkpoint): all."""
+        if value is None:
+            return cls()
+        numbers = sorted({int(n) for n in value})  # type: ignore[attr-defined]
+        if any(not 1 <= n <= len(QUESTIONS) for n in numbers):
+            raise ValueError(f"trained_questions {numbers}: question numbers are 1..11")
+        return cls(tuple(numbers))
+
+    def __and__(self, other: Learned) -> Learned:
+        """The questions both learned (what an ensemble of the two answers for)."""
+        return Learned(tuple(n for n in self.questions if n in other.questions))
+
+    @property
+    def untrained(self) -> tuple[int, ...]:
+        return tuple(n for n in ALL_QUESTIONS if n not in self.questions)
+
+    @property
+    def complete(self) -> bool:
+        return not self.untrained
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Boolean (37,): the columns of the learned questions."""
+        out = np.zeros(N_OUTPUTS, dtype=bool)
+        for n in self.questions:
+            out[question(n).slice] = True
+        return out
+
+    @property
+    def untrained_columns(self) -> tuple[str, ...]:
+        return tuple(c for n in self.untrained for c in question(n).columns)
+
+    def describe_untrained(self) -> str:
+        """E.g. "Q3, Q4 (Class3.1-Class4.2)": the questions never learned and their columns."""
+        parts = []
+        for n in self.untrained:
+            cols = question(n).columns
+            parts.append(f"Q{n} ({cols[0]}-{cols[-1]})")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, list[int] | list[str]]:
+        return {
+            "trained_questions": list(self.questions),
+            "untrained_questions": list(self.untrained),
+            "untrained_columns": list(self.untrained_columns),
+        }

@@ -57,6 +57,13 @@ class TrainResult:
     trials: list[dict[str, float]] = field(default_factory=list)
     skipped: dict[str, list[int | str]] = field(default_factory=dict)
     """Labelled galaxies left out, by reason (no image, unreadable image)."""
+    resumed_from_epoch: int = 0
+    """The epochs the run had before this session (``--resume``); 0 for a new run."""
+    run_seconds: float = math.nan
+    """The whole run's epochs, every session's: the sum of metrics.csv's ``seconds``."""
+    session_epoch_seconds: float = math.nan
+    """This session's epochs (``seconds`` of its rows of metrics.csv); ``seconds`` adds the
+    setup (decoding, model loading) to it."""
 
     @property
     def beats_baseline(self) -> bool | None:
@@ -72,12 +79,22 @@ class TrainResult:
         return d
 
     def summary(self) -> str:
-        lines = [
-            f"Run {self.run_dir}: {self.model}, {self.epochs_run} "
-            f"epoch{'s' if self.epochs_run != 1 else ''} in {self.seconds:.1f} s "
-            f"({self.images_per_second:.0f} images/s)"
-            + (", stopped early" if self.stopped_early else ""),
-        ]
+        epochs = f"{self.epochs_run} epoch{'s' if self.epochs_run != 1 else ''}"
+        early = ", stopped early" if self.stopped_early else ""
+        if self.resumed_from_epoch:
+            first = self.resumed_from_epoch + 1
+            these = (f"epoch {first}" if first == self.epochs_run
+                     else f"epochs {first}–{self.epochs_run}")  # fmt: skip
+            head = (
+                f"Run {self.run_dir}: {self.model}, {epochs} in {self.run_seconds:.1f} s of "
+                f"training over the whole run ({self.images_per_second:.0f} images/s){early}; "
+                f"this session: {these} in {self.session_epoch_seconds:.1f} s "
+                f"({self.seconds:.1f} s with the setup)"
+            )
+        else:
+            head = (f"Run {self.run_dir}: {self.model}, {epochs} in {self.seconds:.1f} s "
+                    f"({self.images_per_second:.0f} images/s){early}")  # fmt: skip
+        lines = [head]
         if self.n_val:
             lines.append(
                 f"Best epoch {self.best_epoch}: validation RMSE {self.best_val_rmse:.5f} "
@@ -161,7 +178,9 @@ def resume(
     if setup.runtime.is_main:
         _write_run_config(ckpt.run_dir, setup, command="train")
     reporter.log(f"Resuming {ckpt.run_dir} at epoch {ckpt.progress.epoch + 1} of {config.epochs}.")
-    return _fit_to_the_end(fit, ckpt.run_dir, start, reporter)
+    return _fit_to_the_end(
+        fit, ckpt.run_dir, start, reporter, resumed_from_epoch=ckpt.progress.epoch
+    )
 
 
 @stop_on_signals()
@@ -274,6 +293,7 @@ def _fit_to_the_end(
     start: float,
     reporter: Reporter,
     trials: list[dict[str, float]] | None = None,
+    resumed_from_epoch: int = 0,
 ) -> TrainResult:
     """Train up to the configured epochs, put the best epoch's weights back, end the runtime."""
     s = fit.setup
@@ -320,4 +340,8 @@ def _fit_to_the_end(
         device=str(s.runtime.device),
         trials=trials or [],
         skipped=s.skipped.as_dict(),
-    )
+        resumed_from_epoch=resumed_from_epoch,
+        run_seconds=float(sum(m.get("seconds", 0.0) for m in p.metrics)),
+        session_epoch_seconds=float(sum(m.get("seconds", 0.0) for m in p.metrics
+                                        if m.get("epoch", 0) > resumed_from_epoch)),
+    )  # fmt: skip

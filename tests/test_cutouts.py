@@ -78,7 +78,9 @@ def test_any_folder_of_cutouts(run_dir: Path, cutouts: Path, tmp_path: Path) -> 
         "m51,a",
         "single",
     ]  # by path
-    assert list(rows[0])[-5:] == ["smooth", "featured", "edge_on", "barred", "spiral"]
+    assert list(rows[0])[-5:] == [
+        "derived_smooth", "derived_featured", "derived_edge_on", "derived_barred", "derived_spiral"
+    ]  # fmt: skip
     values = np.array([[float(r[c]) for c in COLUMNS] for r in rows])
     assert values.shape == (5, 37) and values.min() >= 0 and values.max() <= 1
     emb = np.load(vectors)
@@ -269,9 +271,9 @@ def test_derived_flags_follow_the_thresholds() -> None:
     v[2, 7:9] = [0.8, 0.2]
     v[3, 0:3] = [0.5, 0.45, 0.05]  # both smooth and featured, nothing else
     v[3, 3:5] = [0.2, 0.25]
-    flags = derived_flags(v)
-    assert flags["smooth"].tolist() == [1, 0, 0, 1]
-    assert flags["featured"].tolist() == [0, 1, 1, 1]
-    assert flags["edge_on"].tolist() == [0, 1, 0, 0]
-    assert flags["barred"].tolist() == [0, 0, 1, 0]
-    assert flags["spiral"].tolist() == [0, 0, 1, 0]
+    flags = derived_flags(v).columns
+    assert flags["derived_smooth"].tolist() == [1, 0, 0, 1]
+    assert flags["derived_featured"].tolist() == [0, 1, 1, 1]
+    assert flags["derived_edge_on"].tolist() == [0, 1, 0, 0]
+    assert flags["derived_barred"].tolist() == [0, 0, 1, 0]
+    assert flags["derived_spiral"].tolist() == [0, 0, 1, 0]

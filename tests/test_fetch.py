@@ -386,3 +386,28 @@ def test_scrub_removes_key_and_signed_query() -> None:
     creds = fetch.Credentials("env", Path("."), (KEY,))
     text = fetch._scrub(f"failed for url: https://x.org/f.zip?sig={KEY}&a=1 key {KEY}", creds)
     assert KEY not in text and "sig=" not in text
+
+
+def test_no_home_folder_still_finds_environment_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batch jobs and containers may run without HOME (and without a passwd entry): the lookup
+    of ~/.kaggle must not raise there."""
+    import pathlib
+
+    from galaxyzoo_cli import fetch
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
+
+    def no_home(*_: object) -> pathlib.Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(pathlib.Path, "expanduser", lambda self: no_home())
+    monkeypatch.setattr(pathlib.Path, "home", classmethod(lambda cls: no_home()))
+    monkeypatch.setattr("os.path.expanduser", lambda p: p)  # what it does without a home
+    assert fetch.kaggle_config_dir().name in (".kaggle", "kaggle")
+    assert fetch.find_credentials().source.startswith("KAGGLE_USERNAME")

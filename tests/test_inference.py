@@ -63,13 +63,17 @@ def test_per_question_accuracy_on_constructed_cases() -> None:
     pred = np.zeros((4, 37))
     target[:, 0:3] = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [1.0, 0.0, 0.0]]
     pred[:, 0:3] = [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]]
-    # Q2 reached only by galaxies 0 and 1 (A1.2 > 0 and the answers follow the tree); galaxy 2 is
-    # unlabelled for Q2 and galaxy 3 never reached it (A1.2 = 0)
+    # Q2 reached by most volunteers only in galaxy 1 (A1.2 = 0.8 >= 0.5); in galaxy 0 by a fifth
+    # of them (A1.2 = 0.2: not counted), galaxy 2 is unlabelled for Q2 and galaxy 3 never reached
+    # it (A1.2 = 0)
     target[:, 3:5] = [[0.1, 0.1], [0.5, 0.3], [np.nan, np.nan], [0.0, 0.0]]
-    pred[:, 3:5] = [[0.9, 0.1], [0.1, 0.9], [0.5, 0.5], [0.5, 0.5]]
+    pred[:, 3:5] = [[0.9, 0.1], [0.9, 0.1], [0.5, 0.5], [0.5, 0.5]]
     scores = {s.number: s for s in question_scores(pred, target)}
     assert scores[1].accuracy == pytest.approx(2 / 4) and scores[1].n_accuracy == 4
-    assert scores[2].n_accuracy == 2 and scores[2].accuracy == pytest.approx(0.5)  # tie -> first
+    assert scores[2].n_accuracy == 1 and scores[2].accuracy == pytest.approx(1.0)
+    target[1, 3:5] = [0.4, 0.4]  # a tie: the first answer is the volunteers' top one
+    pred[1, 3:5] = [0.1, 0.9]
+    assert question_scores(pred, target)[1].accuracy == 0.0
     assert np.isnan(scores[3].accuracy) and scores[3].n_accuracy == 0
 
 

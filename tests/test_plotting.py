@@ -180,6 +180,67 @@ def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Pa
     figures.pyplot().close(fig)
 
 
+def _spiral(q1: list[float], q7: list[float] | None = None) -> np.ndarray:
+    """Labels whose top-answer path is Q1 then, for a smooth galaxy, Q7 (deepest shown)."""
+    v = np.zeros(37)
+    v[question(1).slice] = q1
+    if q7 is not None:
+        v[question(7).slice] = q7
+    return v
+
+
+def test_the_gallery_is_green_only_when_every_answer_shown_is_right(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Green needs the right top answer at a close vote fraction for Q1 *and* the deepest
+    question shown; Q1 agreeing is not enough."""
+    data_dir, _ = tiny
+    from galaxyzoo_cli.data import load_catalogue
+
+    paths = load_catalogue(data_dir).paths[:4]
+    truth = np.stack([_spiral([0.8, 0.2, 0.0], [0.7, 0.2, 0.1])] * 4)
+    pred = np.stack([
+        _spiral([0.75, 0.2, 0.05], [0.65, 0.25, 0.1]),  # both right
+        _spiral([0.75, 0.2, 0.05], [0.1, 0.2, 0.7]),  # Q1 right, Q7's top answer wrong
+        _spiral([0.5, 0.45, 0.05], [0.65, 0.25, 0.1]),  # Q1's top right, its fraction 0.3 off
+        _spiral([0.2, 0.8, 0.0], [0.65, 0.25, 0.1]),  # Q1 wrong
+    ])  # fmt: skip
+    cat = Catalogue(tmp_path, np.arange(1, 5), truth, paths)
+    part = figures.Predicted(cat, pred, question_scores(pred, truth))
+    run = figures.RunData("run", tmp_path, "mse", [], val=part, train=None, provenance={})
+
+    fig = figures.gallery_figure(run)
+
+    from matplotlib.colors import to_hex
+
+    titles = {ax.get_title().split("\n")[0]: ax.title for ax in fig.axes if ax.get_title()}
+    colour = {k: to_hex(t.get_color()) for k, t in titles.items()}
+    green, red = to_hex("darkgreen"), to_hex("firebrick")
+    assert colour == {"GalaxyID 1": green, "GalaxyID 2": red, "GalaxyID 3": red,
+                      "GalaxyID 4": red}  # fmt: skip
+    assert titles["GalaxyID 2"].get_text().count("✗") == 1
+    assert "Q7 pred: cigar-shaped (0.70) ✗" in titles["GalaxyID 2"].get_text()
+    assert "Q1 pred: smooth (0.50) ✗" in titles["GalaxyID 3"].get_text()
+    assert "within 0.15" in fig.get_suptitle()
+    figures.pyplot().close(fig)
+
+
+def test_the_scatter_counts_the_answers_it_plots(tmp_path: Path) -> None:
+    """A run trained on some questions (the rest unlabelled) says how many answers it plots."""
+    rng = np.random.default_rng(1)
+    labels = rng.random((30, 37))
+    labels[:, 17:] = np.nan
+    pred = rng.random((30, 37))
+    cat = Catalogue(tmp_path, np.arange(30), labels, [])
+    part = figures.Predicted(cat, pred, question_scores(pred, labels))
+    run = figures.RunData("run", tmp_path, "mse", [], val=part, train=None, provenance={})
+    fig = figures.scatter_figure(run)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith("All 17 labelled answers\nRMSE") for t in titles), titles
+    assert not any("All 37" in t for t in titles)
+    figures.pyplot().close(fig)
+
+
 def testtop_path_follows_the_volunteers_answers_down_the_tree() -> None:
     spiral = np.zeros(37)
     for number, answers in {1: [0.1, 0.9, 0], 2: [0.1, 0.8], 4: [0.7, 0.1], 6: [0.2, 0.8]}.items():
@@ -191,6 +252,58 @@ def testtop_path_follows_the_volunteers_answers_down_the_tree() -> None:
     assert figures.top_path(spiral) == [1, 2, 3, 4, 5, 10, 11]
     assert figures.top_path(smooth) == [1, 7]
     assert figures.top_path(unlabelled) == []
+
+
+def test_the_report_shows_provenance_as_a_table_and_compares_models(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import html.parser
+
+    from galaxyzoo_cli.report import report
+
+    _, run_dir = tiny
+    runs = [copy_run(run_dir, tmp_path / "a"), copy_run(run_dir, tmp_path / "b")]
+    out = report(runs, out=tmp_path / "r.html", device="cpu").out
+    page = out.read_text()
+
+    class Tables(html.parser.HTMLParser):
+        """The text of each table cell, row by row, of every table."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("td", "th") and self.cell is not None and self.rows:
+                self.rows[-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    tables = Tables()
+    tables.feed(page)
+    rows = tables.rows
+    head = next(r for r in rows if r[:2] == ["run", "model"])
+    assert head[2:] == ["epochs", "best validation RMSE (training)", "validation RMSE (now)"]
+    compared = [r for r in rows if r and r[0] in ("a", "b") and len(r) == 5]
+    assert [r[1].split(",")[0] for r in compared] == ["test_tiny", "test_tiny"]
+    # Provenance: a table, not a Python dict; booleans as yes/no everywhere.
+    assert "{'tool'" not in page and "'sha256'" not in page
+    assert "<h2>Provenance</h2>" in page
+    by_key = {r[0]: r[1] for r in rows if len(r) == 2}
+    assert by_key["tool"] == "galaxyzoo-cli" and by_key["command"] == "report"
+    assert by_key["frozen features"] == "no" and by_key["augment"] in ("yes", "no")
+    assert len(by_key["sha256"]) == 64
+    assert not any(c in ("True", "False", "None") for r in rows for c in r)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.inference import evaluate
+from galaxyzoo_cli.models import resolve_config
 from galaxyzoo_cli.runs import load_checkpoint
 from galaxyzoo_cli.settings import TrainConfig
 from galaxyzoo_cli.training import resume, train
@@ -67,12 +68,30 @@ def test_checkpoint_holds_everything_a_run_needs(run_dir: Path, synthetic_data: 
     assert evaluate(run_dir, device="cpu", write=False).scores["n_images"] == 12
 
 
-def test_version_01_checkpoints_still_load(run_dir: Path, synthetic_data: Path) -> None:
+@pytest.fixture
+def relu_run_dir(synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A run with the tree head's ReLU, as every run before 0.3 had."""
+    import dataclasses
+
+    import galaxyzoo_cli.fit as fit
+
+    def relu_config(*args: object, **kwargs: object) -> object:
+        return dataclasses.replace(resolve_config(*args, **kwargs), activation="relu")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fit, "resolve_config", relu_config)
+    config = TrainConfig(model="test_tiny", epochs=2, batch_size=16, device="cpu", patience=0)
+    return train(config, data_dir=synthetic_data, runs_dir=tmp_path / "runs").run_dir
+
+
+def test_version_01_checkpoints_still_load(relu_run_dir: Path) -> None:
+    run_dir = relu_run_dir
+    assert load_checkpoint(run_dir / "weights" / "best.pt").model.activation == "relu"
     before = evaluate(run_dir, device="cpu", write=False).scores["rmse"]
     for name in ("best.pt", "last.pt"):
         _as_version_01(run_dir / "weights" / name)
     ckpt = load_checkpoint(run_dir / "weights" / "best.pt")
     assert ckpt.version == "0.1.0" and ckpt.model.input.size == 24
+    assert ckpt.model.activation == "relu" and ckpt.model.learned.complete
     assert evaluate(run_dir, device="cpu", write=False).scores["rmse"] == pytest.approx(before)
     result = resume(run_dir, epochs=3, device="cpu")
     assert result.epochs_run == 3

@@ -13,7 +13,6 @@ stays fast.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import traceback
@@ -26,6 +25,7 @@ from typer.core import TyperGroup
 
 from galaxyzoo_cli import __version__
 from galaxyzoo_cli.errors import GalaxyZooError, os_error
+from galaxyzoo_cli.files import to_json
 from galaxyzoo_cli.signals import how_stopped, stop_on_signals
 
 # PyTorch's OpenMP threads spin while they wait; when another process holds a core, that spinning
@@ -56,7 +56,8 @@ class _Boundary(TyperGroup):
         except typer.TyperException as e:  # bad usage, found by the parser: it prints the message
             if as_json:
                 message = e.format_message() if hasattr(e, "format_message") else str(e)
-                typer.echo(json.dumps({"error": message, "exit_code": getattr(e, "exit_code", 2)}))
+                code = getattr(e, "exit_code", 2)
+                typer.echo(to_json({"error": message, "exit_code": code}, None))
             raise
 
     def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
@@ -73,7 +74,7 @@ class _Boundary(TyperGroup):
     def _fail(message: str, code: int, as_json: bool) -> None:
         typer.echo(f"Error: {message}", err=True)
         if as_json:
-            typer.echo(json.dumps({"error": message, "exit_code": code}))
+            typer.echo(to_json({"error": message, "exit_code": code}, None))
         raise typer.Exit(code)
 
 
@@ -199,7 +200,7 @@ def emit(result: Any, as_json: bool) -> None:
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:
-        typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        typer.echo(to_json(result.as_dict()))
     else:
         typer.echo(result.summary())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from galaxyzoo_cli.cli.results import (
     fits_options,
 )
 from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.files import to_json
 
 
 @app.command()
@@ -154,12 +155,14 @@ def models(
     from galaxyzoo_cli.models import describe_models
 
     rows = describe_models(pattern=pattern, include_test=all_models)
-    if as_json:
-        typer.echo(json.dumps({"models": rows}, indent=2))
+    if as_json and rows:
+        typer.echo(to_json({"models": rows}))
         return
     if not rows:
-        typer.echo(f"No model matches {pattern!r}. Any timm architecture works as timm/<name>.")
-        return
+        raise BadInputError(
+            f"no model matches {pattern!r}. `galaxyzoo models` lists them all (--all adds the "
+            "test models); any timm architecture also works as timm/<name>."
+        )
     from rich.console import Console
     from rich.table import Table
 
@@ -211,8 +214,32 @@ def cache_list(data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
 
 
 @cache_app.command("clear")
-def cache_clear(data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
-    """Remove the caches (of --data-dir only, if given); they are rebuilt when needed."""
-    from galaxyzoo_cli.cache import clear_caches
+def cache_clear(
+    data_dir: CacheDataDir = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every cache in the cache folder, without asking.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Remove the caches of --data-dir's images (or all, after asking); rebuilt when needed."""
+    from galaxyzoo_cli.cache import clear_caches, list_caches
 
+    if data_dir is None and not (everything or yes):
+        listed = list_caches()
+        what = f"all {listed.describe()}"
+        if not listed.entries:
+            pass  # nothing to lose
+        elif _interactive():
+            typer.confirm(f"Remove {what}?", abort=True, err=True)
+        else:
+            raise BadInputError(
+                f"`cache clear` without --data-dir removes {what}. Add --all (or --yes) to do "
+                "that without a terminal, or --data-dir DIR for the caches of one folder."
+            )
     emit(clear_caches(data_dir), as_json)
+
+
+def _interactive() -> bool:
+    """Whether someone can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()

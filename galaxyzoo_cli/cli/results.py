@@ -105,7 +105,8 @@ def evaluate(
     device: Device = "auto",
     as_json: JsonOut = False,
 ) -> None:
-    """Kaggle RMSE, per-question RMSE and accuracy, and the baselines (writes RUN/eval.json)."""
+    """Kaggle RMSE, per-question RMSE and accuracy, per-answer RMSE against the training mean's,
+    and the baselines (writes RUN/eval.json). Questions the run never learned are not scored."""
     from galaxyzoo_cli.inference import evaluate as run_evaluate
 
     result = run_evaluate(
@@ -136,7 +137,7 @@ def predict(
         typer.Option(
             "--images",
             help="A folder of JPEG, PNG or FITS cutouts, searched recursively (default: "
-            "images_test_rev1 of the data). File stems are the ids.",
+            "images_test_rev1 of the data, a Kaggle submission). File stems are the ids.",
         ),
     ] = None,
     catalogue: Annotated[
@@ -144,14 +145,16 @@ def predict(
         typer.Option(
             "--catalogue",
             metavar="FILE.csv",
-            help="A CSV with columns id and path (and any others, passed through) to predict.",
+            help="A CSV with columns id and path (and any others) to predict; every column but "
+            "id is passed through unchanged.",
         ),
     ] = None,
     derived: Annotated[
         bool,
         typer.Option(
             "--derived",
-            help="Add 0/1 columns smooth, featured, edge_on, barred, spiral (GZ2 thresholds).",
+            help="Add 0/1 columns derived_smooth, derived_featured, derived_edge_on, "
+            "derived_barred, derived_spiral (GZ2 thresholds), those the run's questions allow.",
         ),
     ] = False,
     embeddings: Annotated[
@@ -173,8 +176,9 @@ def predict(
         typer.Option(
             "--out",
             "-o",
-            help="CSV to write (default: RUN/submission.csv, or a new name beside it when that "
-            "holds a submission of other inputs).",
+            help="CSV to write (default: RUN/submission.csv, RUN/predictions.csv for --images, "
+            "--catalogue or --derived, or a new name beside it when that holds a result of other "
+            "inputs).",
         ),
     ] = None,
     tta: Tta = 1,
@@ -190,7 +194,8 @@ def predict(
     device: Device = "auto",
     as_json: JsonOut = False,
 ) -> None:
-    """Predict the 37 answers: a Kaggle submission, or a CSV for any folder of cutouts."""
+    """Predict the 37 answers: a Kaggle submission, or a CSV for any folder of cutouts (the
+    answers of questions the run never had labels for left empty)."""
     from galaxyzoo_cli.inference import predict as run_predict
 
     result = run_predict(

@@ -11,6 +11,7 @@ from typing import Any
 from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.models import backbones, custom  # noqa: F401  (they register their models)
 from galaxyzoo_cli.models.registry import ModelSpec, get_spec, list_models
+from galaxyzoo_cli.schema import Learned
 from galaxyzoo_cli.settings import DEFAULT_MODEL, Head, choice
 
 __all__ = [
@@ -32,23 +33,43 @@ class ModelConfig:
     input: InputSpec
     """Channels, crop, size and normalisation: the one copy every command reads."""
     freeze: bool = False
+    activation: str = "softplus"
+    """The tree head's map to non-negative values before each question is normalised:
+    ``softplus`` since 0.3; ``relu`` in runs written before (a rare answer's ReLU could die,
+    leaving it at ~0 for every galaxy), which keep it so their predictions do not change."""
+    learned: Learned = Learned()
+    """The questions the run had labels for (:class:`galaxyzoo_cli.schema.Learned`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "head": self.head.value,
+            "activation": self.activation,
             "input": self.input.as_dict(),
             "freeze": self.freeze,
+            "trained_questions": list(self.learned.questions),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        activation = str(d.get("activation", "relu"))  # absent: written before softplus
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r}: one of {', '.join(ACTIVATIONS)}")
         return cls(
             name=str(d["name"]),
             head=choice(Head, d["head"], "head"),
             input=InputSpec.from_dict(d["input"]),
             freeze=bool(d["freeze"]),
+            activation=activation,
+            learned=Learned.from_value(d.get("trained_questions")),
         )
+
+    def with_learned(self, labels: Any) -> ModelConfig:
+        """This configuration, recording the questions with labels in ``labels`` (N, 37)."""
+        return replace(self, learned=Learned.from_labels(labels))
+
+
+ACTIVATIONS = ("softplus", "relu")
 
 
 def _channel_stats(values: tuple[float, ...], channels: int) -> tuple[float, ...]:

@@ -3,7 +3,10 @@
 ``sigmoid``: one independent sigmoid per answer (the notebook's choice).
 ``tree``: the competition winner's decision-tree layer: non-negative outputs, each question
 normalised to a distribution and scaled by the answer leading to it, so the outputs obey the tree
-sums by construction.
+sums by construction. The non-negative map is a softplus: the winner's ReLU lets a rare answer
+die (its unit goes negative once, then gets no gradient and the answer stays at the floor, ~2e-7,
+for every galaxy: Class1.3 did so on real data, worse than predicting its mean); a softplus always
+has a gradient. Runs written before keep their ReLU (``ModelConfig.activation``).
 
 Both start from the training set's mean answers (:meth:`init_to_mean`): an untrained model predicts
 the mean baseline, so a short run starts there instead of far above it.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from galaxyzoo_cli.schema import N_OUTPUTS, QUESTIONS, TREE_ORDER, question
 from galaxyzoo_cli.settings import Head
@@ -52,22 +56,30 @@ def answer_shares(means: np.ndarray, floor: float = 1e-3) -> np.ndarray:
 
 
 class TreeHead(nn.Module):
-    """Linear → ReLU → per-question normalisation and scaling down the tree."""
+    """Linear → softplus (or ReLU) → per-question normalisation and scaling down the tree."""
 
-    def __init__(self, in_features: int) -> None:
+    def __init__(self, in_features: int, activation: str = "softplus") -> None:
         super().__init__()
+        if activation not in ("softplus", "relu"):
+            raise ValueError(f"tree head activation {activation!r}: softplus or relu")
+        self.activation = activation
         self.linear = nn.Linear(in_features, N_OUTPUTS)
         self.init_to_mean(np.full(N_OUTPUTS, np.nan))
 
     def init_to_mean(self, means: np.ndarray) -> None:
         """Output ``means`` (the training labels' column means) whatever the input: zero weights,
-        and biases equal to each answer's share of its question (so every ReLU starts alive)."""
+        and biases whose activations are each answer's share of its question (so every ReLU
+        starts alive)."""
+        shares = answer_shares(means)
+        bias = shares if self.activation == "relu" else np.log(np.expm1(shares))  # softplus⁻¹
         with torch.no_grad():
             self.linear.weight.zero_()
-            self.linear.bias.copy_(torch.from_numpy(answer_shares(means)))
+            self.linear.bias.copy_(torch.from_numpy(bias))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return tree_normalise(torch.relu(self.linear(features).float()))
+        z = self.linear(features).float()
+        raw = torch.relu(z) if self.activation == "relu" else F.softplus(z)
+        return tree_normalise(raw)
 
 
 class SigmoidHead(nn.Module):
@@ -88,5 +100,5 @@ class SigmoidHead(nn.Module):
         return torch.sigmoid(self.linear(features).float())
 
 
-def make_head(kind: Head, in_features: int) -> TreeHead | SigmoidHead:
-    return TreeHead(in_features) if kind == Head.TREE else SigmoidHead(in_features)
+def make_head(kind: Head, in_features: int, activation: str = "softplus") -> TreeHead | SigmoidHead:
+    return TreeHead(in_features, activation) if kind == Head.TREE else SigmoidHead(in_features)

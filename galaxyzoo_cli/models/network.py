@@ -20,7 +20,8 @@ class GalaxyModel(nn.Module):
         super().__init__()
         self.config = config
         self.features = features
-        self.head = make_head(config.head, int(features.num_features))  # type: ignore[arg-type]
+        width = int(features.num_features)  # type: ignore[arg-type]
+        self.head = make_head(config.head, width, config.activation)
         spec = config.input
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
