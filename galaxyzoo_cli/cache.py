@@ -35,7 +35,13 @@ import numpy as np
 
 from galaxyzoo_cli.cutouts import FitsOptions
 from galaxyzoo_cli.data import Catalogue, Skipped
-from galaxyzoo_cli.errors import BadInputError, JobFailedError, os_error
+from galaxyzoo_cli.errors import (
+    BadInputError,
+    GalaxyZooError,
+    JobFailedError,
+    os_error,
+    os_error_in,
+)
 from galaxyzoo_cli.files import write_json_atomic
 from galaxyzoo_cli.images import InputSpec, decode_into, image_size
 from galaxyzoo_cli.progress import SILENT, Reporter
@@ -266,9 +272,11 @@ def _build(
         os.replace(tmp, final)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):  # a full disk, say: the cache file named, not its temporary
-            own = e.filename in (None, str(tmp))
-            raise os_error(e, final if own else e.filename, int(np.prod(shape))) from e
+        translated = isinstance(e, GalaxyZooError) or not isinstance(e, Exception)
+        cause = None if translated else os_error_in(e)
+        if cause is not None:  # a full disk, say: the cache file named, not its temporary
+            own = cause.filename in (None, str(tmp))
+            raise os_error(cause, final if own else cause.filename, int(np.prod(shape))) from e
         raise
     return unreadable
 
