@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,19 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
     except OSError as e:
         raise os_error(e) from None
     raise BadInputError(f"{runs_dir}: too many runs named {name!r}; choose another --name.")
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """Refuse, before any work, a runs folder where no run can be written (read-only, forbidden,
+    a file in the way): the same one-line error a failed write would give, minutes earlier."""
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise BadInputError(f"--runs-dir {runs_dir}: is a file. Give a folder for the runs.")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=runs_dir, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise os_error(e, runs_dir) from None
 
 
 @dataclass(frozen=True)

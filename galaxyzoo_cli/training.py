@@ -23,6 +23,7 @@ from galaxyzoo_cli.metrics import column_means, kaggle_rmse
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import (
     Checkpoint,
+    check_runs_dir,
     create_run_dir,
     load_checkpoint,
     resolve_run,
@@ -129,6 +130,7 @@ def train(
 ) -> TrainResult:
     """Train one model into a new run folder under ``runs_dir`` (never an existing one)."""
     start = time.perf_counter()
+    check_runs_dir(runs_dir)  # before minutes of decoding, not after
     # Setup: device and rank, seed, settings and input resolved once, images decoded once.
     setup, reporter = prepare(config or TrainConfig(), data_dir, reporter)
     # The model, its optimizer and random generator.
@@ -210,6 +212,7 @@ def select_init(
         )
     if config.val_fraction <= 0:
         raise BadInputError("--val-fraction 0: select-init needs a validation split to compare.")
+    check_runs_dir(runs_dir)
     setup, reporter = prepare(config, data_dir, reporter)
     extra = {"trials": trials, "trial_epochs": trial_epochs}
     run_dir = _new_run(runs_dir, setup, reporter, command="select-init", **extra)

@@ -245,12 +245,15 @@ def test_a_disk_filling_before_the_cache_is_written_is_an_error(
 
 
 def test_read_only_runs_folder_and_out(
-    synthetic_data: Path, tmp_path: Path, read_only: Path
+    synthetic_data: Path, tmp_path: Path, read_only: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cache = tmp_path / "fresh-cache"
+    monkeypatch.setenv("GALAXYZOO_CACHE_DIR", str(cache))
     message = _fails(["train", *TINY, "--epochs", "1", "--data-dir", str(synthetic_data),
                       "--runs-dir", str(read_only / "runs")], 2)  # fmt: skip
     assert message.startswith(f"{read_only}: is on a read-only file system")
     assert "--runs-dir" in message
+    assert not cache.exists() or not list(cache.iterdir())  # refused before decoding any image
     run = _train(synthetic_data, tmp_path / "runs", "--epochs", "1")["run_dir"]
     message = _fails(["predict", run, "--images", str(synthetic_data / TRAIN_IMAGES), "--out",
                       str(read_only / "kept.txt")], 2)  # fmt: skip
