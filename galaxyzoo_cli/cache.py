@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -35,7 +34,15 @@ import numpy as np
 
 from galaxyzoo_cli.cutouts import FitsOptions
 from galaxyzoo_cli.data import Catalogue, Skipped
-from galaxyzoo_cli.errors import BadInputError, JobFailedError
+from galaxyzoo_cli.errors import (
+    BadInputError,
+    GalaxyZooError,
+    JobFailedError,
+    free_space,
+    os_error,
+    os_error_in,
+    size,
+)
 from galaxyzoo_cli.files import write_json_atomic
 from galaxyzoo_cli.images import InputSpec, decode_into, image_size
 from galaxyzoo_cli.progress import SILENT, Reporter
@@ -89,15 +96,6 @@ def _user() -> str:
         return "user"
 
 
-def free_space(path: Path) -> int:
-    """Free bytes on the disk of ``path``, or of its nearest existing parent folder (a cache
-    folder that is not created yet, under a home folder that may not exist)."""
-    probe = path.absolute()
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
 def _pixels(spec: InputSpec) -> dict[str, int | None]:
     """What the decoded pixels depend on (not the model's normalisation)."""
     return {"channels": spec.channels, "crop": spec.crop, "image_size": spec.size}
@@ -112,8 +110,12 @@ def cache_key(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None =
         about["fits"] = fits.as_dict()
     h.update(json.dumps(about, sort_keys=True).encode())
     for p in paths:
-        st = os.stat(p)
-        h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        try:
+            st = os.stat(p)
+            state = f"{st.st_size}\0{st.st_mtime_ns}"
+        except OSError:  # gone (or a broken link): decoding names it unreadable
+            state = "missing"
+        h.update(f"{os.path.abspath(p)}\0{state}\n".encode())
     return h.hexdigest()[:32]
 
 
@@ -239,6 +241,7 @@ def _build(
     tmp = root / f".{final.stem}.{os.getpid()}-{_host()}.npy.tmp"
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        _reserve(tmp)
         unreadable = decode_into(out, paths, spec, workers, reporter, fits)
         out.flush()
         del out
@@ -259,8 +262,13 @@ def _build(
             },
         )
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        translated = isinstance(e, GalaxyZooError) or not isinstance(e, Exception)
+        cause = None if translated else os_error_in(e)
+        if cause is not None:  # a full disk, say: the cache file named, not its temporary
+            own = cause.filename in (None, str(tmp))
+            raise os_error(cause, final if own else cause.filename, int(np.prod(shape))) from e
         raise
     return unreadable
 
@@ -336,6 +344,14 @@ def cached(
     return ((cache_dir or cache_root()) / f"{key}.npy").is_file()
 
 
+def _reserve(path: Path) -> None:
+    """Allocate the whole file now: a disk that fills up later then fails here with an error
+    (named, the temporary removed), not with a SIGBUS when a memory-mapped page is written."""
+    if hasattr(os, "posix_fallocate"):
+        with path.open("r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
+
+
 def will_cache(paths: Sequence[Path], spec: InputSpec, use_cache: bool | None) -> bool:
     """Whether :func:`load_images` would use the cache for these images (no message)."""
     side = spec.size or 424
@@ -347,12 +363,12 @@ def _wants_cache(nbytes: int, use_cache: bool | None, root: Path, reporter: Repo
         return use_cache
     if nbytes > CACHE_AUTO_LIMIT:
         reporter.log(
-            f"Decoding images as they are needed: a cache would take {_size(nbytes)} "
-            f"(more than {_size(CACHE_AUTO_LIMIT)}; --cache builds it anyway)."
+            f"Decoding images as they are needed: a cache would take {size(nbytes)} "
+            f"(more than {size(CACHE_AUTO_LIMIT)}; --cache builds it anyway)."
         )
         return False
     if nbytes + DISK_MARGIN > free_space(root):
-        reporter.log(f"Decoding images as they are needed: no room for a {_size(nbytes)} cache.")
+        reporter.log(f"Decoding images as they are needed: no room for a {size(nbytes)} cache.")
         return False
     return True
 
@@ -393,23 +409,15 @@ def _check_room(root: Path, nbytes: int, reporter: Reporter) -> None:
     """Say what the cache will cost before it is built; refuse when it would not fit."""
     free = free_space(root)
     reporter.log(
-        f"Caching the decoded images: {_size(nbytes)} in {root} ({_size(free)} free); "
+        f"Caching the decoded images: {size(nbytes)} in {root} ({size(free)} free); "
         "`galaxyzoo cache` lists caches, `galaxyzoo cache clear` removes them."
     )
     if nbytes + DISK_MARGIN > free:
         raise BadInputError(
-            f"{root}: the image cache needs {_size(nbytes)} and only {_size(free)} is free "
-            f"(with {_size(DISK_MARGIN)} to spare). Free some space (`galaxyzoo cache clear`), "
+            f"{root}: the image cache needs {size(nbytes)} and only {size(free)} is free "
+            f"(with {size(DISK_MARGIN)} to spare). Free some space (`galaxyzoo cache clear`), "
             "set GALAXYZOO_CACHE_DIR to a larger disk, or decode as you go with --no-cache."
         )
-
-
-def _size(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1000 or unit == "GB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1000
-    return f"{nbytes:.1f} TB"
 
 
 def image_size_of(paths: Sequence[Path], spec: InputSpec, fits: FitsOptions | None) -> int:
@@ -544,7 +552,7 @@ class CacheReport:
     def describe(self) -> str:
         """How many caches, where, how large."""
         n = len(self.entries)
-        total = _size(sum(e.bytes for e in self.entries))
+        total = size(sum(e.bytes for e in self.entries))
         return f"{n} cache{'s' if n != 1 else ''} in {self.root} ({total})"
 
     def summary(self) -> str:
@@ -552,7 +560,7 @@ class CacheReport:
         if self.removed:
             n = self.removed
             lines.append(f"Removed {n} cache{'s' if n != 1 else ''} from {self.root}: "
-                         f"{_size(self.freed)}.")  # fmt: skip
+                         f"{size(self.freed)}.")  # fmt: skip
         if not self.entries:
             lines.append(f"No caches in {self.root}." if not self.removed else "")
             return "\n".join(line for line in lines if line)
@@ -563,7 +571,7 @@ class CacheReport:
                     f"{p.get('image_size')} px")  # fmt: skip
             used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
             state = "" if e.complete else "  (interrupted build)"
-            lines.append(f"  {e.key[:12]}  {e.n_images:>7} images  {_size(e.bytes):>9}  {what:<24}"
+            lines.append(f"  {e.key[:12]}  {e.n_images:>7} images  {size(e.bytes):>9}  {what:<24}"
                          f"  last used {used}  {e.folder}{state}")  # fmt: skip
         return "\n".join(lines)
 

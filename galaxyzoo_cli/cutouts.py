@@ -14,7 +14,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,10 @@ from galaxyzoo_cli.schema import COLUMNS, Learned
 
 if TYPE_CHECKING:
     from PIL import Image
+
+# astropy warns when a header claims more data than the file holds; such a file is refused (too
+# large) or unreadable (truncated) and named, so the warning would only repeat it.
+warnings.filterwarnings("ignore", message="File may have been truncated")
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 CUTOUT_SUFFIXES = (".jpg", ".jpeg", ".png", *FITS_SUFFIXES)
@@ -110,7 +114,7 @@ def fits_image(path: str | os.PathLike[str], options: FitsOptions) -> Image.Imag
 
     try:
         with fits.open(path, memmap=False) as hdus:
-            data = next((h.data for h in hdus if getattr(h, "data", None) is not None), None)
+            data = next((_fits_data(path, h) for h in hdus if h.header.get("NAXIS")), None)
     except (OSError, ValueError, TypeError) as e:
         raise BadInputError(f"{path}: cannot read this FITS file ({e}).") from None
     if data is None:
@@ -130,6 +134,23 @@ def fits_image(path: str | os.PathLike[str], options: FitsOptions) -> Image.Imag
         rgb = _percentile_rgb(planes, options) if options.scale == "percentile" else \
             _sdss_rgb(planes, options)  # fmt: skip
     return Image.fromarray(np.ascontiguousarray(rgb[::-1]), "RGB")  # FITS rows run bottom-up
+
+
+MAX_FITS_VALUES = 89_478_485
+"""The most values a FITS image may hold (all its planes; Pillow's limit for decoded pixels):
+a header claiming more is a decompression bomb or not a cutout, and is not read."""
+
+
+def _fits_data(path: str | os.PathLike[str], hdu: Any) -> np.ndarray | None:
+    """The data of one HDU, once its header's axes show it is not enormous."""
+    header = hdu.header
+    axes = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, int(header["NAXIS"]) + 1)]
+    if int(np.prod(axes, dtype=np.float64)) > MAX_FITS_VALUES:
+        raise BadInputError(
+            f"{path}: cannot read this FITS file (its header claims {' x '.join(map(str, axes))} "
+            f"values, more than the {MAX_FITS_VALUES:,} read at most). Use a cutout of the galaxy."
+        )
+    return hdu.data
 
 
 def _sdss_rgb(planes: list[np.ndarray], options: FitsOptions) -> np.ndarray:
@@ -177,9 +198,7 @@ def find_cutouts(folder: Path) -> Cutouts:
     stems (their paths below ``folder`` where stems repeat). Digit-only stems are GalaxyIDs."""
     if not folder.is_dir():
         raise BadInputError(f"--images {folder}: folder not found.")
-    paths = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(CUTOUT_SUFFIXES)
-    )
+    paths = sorted(_walk(folder))
     if not paths:
         raise BadInputError(
             f"--images {folder}: no JPEG, PNG or FITS files here (or in its subfolders)."
@@ -191,6 +210,26 @@ def find_cutouts(folder: Path) -> Cutouts:
         order = sorted(range(len(stems)), key=lambda k: int(stems[k]))
         return Cutouts([stems[k] for k in order], [paths[k] for k in order], kaggle=True)
     return Cutouts(stems, paths, kaggle=False)
+
+
+def _walk(folder: Path) -> list[Path]:
+    """The files under ``folder`` named like cutouts, following links to folders once each (a
+    link loop is not walked around). A name that is no readable file (a broken link, a loop of
+    links) is listed: reading it fails, and it is named among the unreadable images."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:  # gone since it was listed
+            st = None
+        if st is None or (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        found += [Path(root, f) for f in files if f.lower().endswith(CUTOUT_SUFFIXES)]
+    return found
 
 
 def _stem(path: Path) -> str:

@@ -222,16 +222,21 @@ def write_labels(
     header = [id_column, *columns, *extra]
     extra_cells = list(extra.values())
     path = Path(path)
-    with atomic_path(path, suffix=".csv") as tmp:
+    chunks = (  # bounded memory for any number of rows
+        "".join(line + "\n" for line in format_rows(
+            ids[s : s + 4096],
+            values[s : s + 4096].astype(np.float64),
+            [column[s : s + 4096] for column in extra_cells],
+        ))
+        for s in range(0, len(ids), 4096)
+    )  # fmt: skip
+    head, first = ",".join(_cell(h) for h in header) + "\n", next(chunks, "")
+    size = len(head) + len(first.encode()) * len(ids) // max(1, min(len(ids), 4096))  # about
+    with atomic_path(path, suffix=".csv", size=size) as tmp:
         with tmp.open("w", encoding="utf-8", newline="") as f:
-            f.write(",".join(_cell(h) for h in header) + "\n")
-            for s in range(0, len(ids), 4096):  # bounded memory for any number of rows
-                rows = format_rows(
-                    ids[s : s + 4096],
-                    values[s : s + 4096].astype(np.float64),
-                    [column[s : s + 4096] for column in extra_cells],
-                )
-                f.write("".join(line + "\n" for line in rows))
+            f.write(head + first)
+            for chunk in chunks:
+                f.write(chunk)
     return path
 
 

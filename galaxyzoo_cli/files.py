@@ -13,23 +13,44 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from galaxyzoo_cli.errors import GalaxyZooError, os_error, os_error_in
+
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+def atomic_path(
+    target: str | os.PathLike[str], suffix: str = "", size: int | None = None
+) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and ``target`` is
-    left as it was.
+    left as it was. An operating-system error while writing (a full disk, a read-only folder…)
+    becomes the one-line :func:`~galaxyzoo_cli.errors.os_error` naming ``target``; ``size``
+    (bytes, when known) lets a full disk say how much was needed.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent
+        )
+    except OSError as e:
+        raise os_error(e, target, size) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it owner-only; a result follows the umask
     try:
+        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it owner-only; a result follows the umask
         yield tmp_path
         os.replace(tmp_path, target)
+    except GalaxyZooError:
+        raise
+    except Exception as e:  # an interrupt (BaseException) passes through as it is
+        cause = os_error_in(e)
+        if cause is None:
+            raise
+        own = cause.filename in (None, str(tmp_path), str(target))  # else a file being read
+        written = tmp_path.stat().st_size if tmp_path.exists() else 0
+        tmp_path.unlink(missing_ok=True)  # first, so that the message counts the space it held
+        raise os_error(cause, target if own else cause.filename, max(size or 0, written)) from e
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -42,8 +63,9 @@ def _umask() -> int:
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    data = text.encode("utf-8")
+    with atomic_path(target, size=len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def json_safe(obj: Any) -> Any:
@@ -83,8 +105,11 @@ def install_entries(src: Path, dest: Path, names: Sequence[str]) -> None:
     Each step is a rename, so a reader sees an old or a new entry, never half of one; the old
     trees are deleted at the end. Put a completion marker last in ``names``.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    trash = Path(tempfile.mkdtemp(prefix=".old-", dir=dest))
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        trash = Path(tempfile.mkdtemp(prefix=".old-", dir=dest))
+    except OSError as e:
+        raise os_error(e) from None
     try:
         for name in names:
             old, new = dest / name, src / name

@@ -30,8 +30,9 @@ from galaxyzoo_cli.labels import encode, infer_task, match_images, read_label_fi
 from galaxyzoo_cli.labels import stratified_split as split_labels
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
 from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.runs import load_checkpoint, resolve_run
+from galaxyzoo_cli.runs import check_runs_dir, load_checkpoint, resolve_run
 from galaxyzoo_cli.settings import EvalSplit, TrainConfig
+from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.tasks import Task, TaskKind, headline, task_scores
 from galaxyzoo_cli.tracking import check_available
 from galaxyzoo_cli.training import TrainResult, _fit_to_the_end, _new_run
@@ -107,6 +108,7 @@ def _starting_point(
                                         "weights": config.weights}  # fmt: skip
 
 
+@stop_on_signals()
 def finetune(
     source: str,
     *,
@@ -131,6 +133,7 @@ def finetune(
     config = config or finetune_config()
     config.check()
     check_available(config.log)
+    check_runs_dir(runs_dir)  # before minutes of decoding, not after
     # The labels, and the task they imply.
     table = read_label_file(labels, columns)
     task = infer_task(table)

@@ -24,7 +24,7 @@ from galaxyzoo_cli import losses, transforms
 from galaxyzoo_cli.cache import Rows, load_split
 from galaxyzoo_cli.data import Skipped, load_catalogue, split_ids
 from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
-from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
+from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, Interrupted, JobFailedError
 from galaxyzoo_cli.images import batch_for
 from galaxyzoo_cli.metrics import ErrorSum
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
@@ -32,6 +32,7 @@ from galaxyzoo_cli.models.network import GalaxyModel, create_model
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
 from galaxyzoo_cli.settings import Loss, Monitor, Optimizer, Schedule, TrainConfig
+from galaxyzoo_cli.signals import how_stopped, stop_on_signals
 from galaxyzoo_cli.tasks import headline, output_means, task_scores
 from galaxyzoo_cli.tracking import TensorBoard, check_available
 
@@ -257,6 +258,8 @@ class Fit:
         self.progress = Progress()
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if c.ema else None
         self.steps = 0
+        self.saved_epoch = 0
+        """The epoch that weights/last.pt holds (what a resume continues from)."""
 
     @property
     def averaged(self) -> GalaxyModel:
@@ -278,6 +281,7 @@ class Fit:
             else:
                 avg.copy_(new)
 
+    @stop_on_signals()
     def run(
         self,
         epochs: int,
@@ -288,7 +292,11 @@ class Fit:
     ) -> bool:
         """Train from the epoch after ``progress.epoch`` up to ``epochs``; True if it stopped
         early. Writes metrics.csv, weights/best.pt (on improvement) and weights/last.pt (every
-        epoch) into ``run_dir`` when given and this is the main process."""
+        epoch) into ``run_dir`` when given and this is the main process.
+
+        Ctrl-C, SIGTERM and SIGUSR1 (a batch scheduler's stop and time-limit warning) end it
+        with :class:`Interrupted` (exit 130, 143, 138) naming the checkpoint kept and the resume
+        command; so does a failed checkpoint write (a full disk), with its own error."""
         s, c, rt, p = self.setup, self.setup.config, self.setup.runtime, self.progress
         objective = s.model_config.task
         x_train, x_val, net = self._inputs(reporter)
@@ -379,7 +387,11 @@ class Fit:
                 )
                 # Checkpoints: best on improvement, last every epoch (what --resume continues).
                 if run_dir is not None and rt.is_main:
-                    self.save(run_dir, improved)
+                    try:
+                        self.save(run_dir, improved)
+                    except GalaxyZooError as e:
+                        e.args = (f"{e} {self._kept(run_dir, epochs)}",)
+                        raise
                 if tracker is not None:
                     tracker.epoch(p.metrics[-1])
                 if early_stopping and c.patience and p.bad_epochs >= c.patience:
@@ -388,13 +400,12 @@ class Fit:
                         f"epoch{'s' if c.patience != 1 else ''}."
                     )
                     return True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            how, code = how_stopped(e)
             if run_dir is None:
-                raise Interrupted(f"interrupted in epoch {p.epoch + 1}.") from None
-            raise Interrupted(
-                f"interrupted after epoch {p.epoch}; {run_dir}/weights/last.pt holds it. "
-                f"Continue with: galaxyzoo train --resume {run_dir} --epochs {epochs}"
-            ) from None
+                raise Interrupted(f"{how} in epoch {p.epoch + 1}.", code) from None
+            kept = self._kept(run_dir, epochs)
+            raise Interrupted(f"{how} after epoch {self.saved_epoch}; {kept}", code) from None
         return False
 
     def _permutation(self, n_train: int, n_epoch: int) -> np.ndarray:
@@ -421,6 +432,17 @@ class Fit:
         if not task.higher_is_better:
             gain = -gain
         return gain > 0 or (gain == 0 and by_loss)
+
+    def _kept(self, run_dir: Path, epochs: int) -> str:
+        """What a stopped run keeps, and how to continue it."""
+        if not self.saved_epoch:
+            return f"no epoch of {run_dir} was saved yet, so there is nothing to resume."
+        if self.setup.labels is not None:  # finetune: not resumed, its best epoch is kept
+            return f"{run_dir}/weights/best.pt holds its best epoch so far."
+        return (
+            f"{run_dir}/weights/last.pt holds epoch {self.saved_epoch}. "
+            f"Continue with: galaxyzoo train --resume {run_dir} --epochs {epochs}"
+        )
 
     @staticmethod
     def _estimate(start: float, steps: int, epochs: int, reporter: Reporter) -> None:
@@ -491,6 +513,7 @@ class Fit:
             save_checkpoint(run_dir / "weights" / "best.pt", self.averaged, s.config, **common)
         save_checkpoint(run_dir / "weights" / "last.pt", self.averaged, s.config, **common,
                         **self._training_state())  # fmt: skip
+        self.saved_epoch = self.progress.epoch
         write_metrics(run_dir, self.progress.metrics)
 
     def _training_state(self) -> dict[str, Any]:

@@ -7,9 +7,11 @@ checkpoints, and read by training, the cache, evaluation, prediction and export 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,11 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits, require_fits
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, os_error
 from galaxyzoo_cli.progress import Reporter
 
 if TYPE_CHECKING:
     from PIL import Image
+
+# Pillow warns of a possible decompression bomb above its pixel limit; _sane_size refuses those
+# images itself, naming the file, so the warning would only repeat it without the file's name.
+warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
 
 REFERENCE_SIDE = 424
 """Side of the Kaggle images; crop sizes are given in this frame and scaled for other sizes."""
@@ -149,12 +155,37 @@ def image_size(path: str | os.PathLike[str], fits: FitsOptions | None = None) ->
         return fits_image(path, fits or FitsOptions()).size
     try:
         with Image.open(path) as im:
-            return im.size
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+            return _sane_size(path, *im.size)
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
         raise _unreadable(path, e) from None
 
 
-def _unreadable(path: str | os.PathLike[str], e: Exception) -> BadInputError:
+MAX_ASPECT = 10
+"""The most elongated image decoded (long side / short side); a cutout is about square."""
+
+
+def _sane_size(path: str | os.PathLike[str], width: int, height: int) -> tuple[int, int]:
+    """(width, height), or an error for a decompression bomb (more pixels than Pillow's limit,
+    ``PIL.Image.MAX_IMAGE_PIXELS``, whose decoding would take gigabytes) or an absurd shape."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise BadInputError(
+            f"{path}: cannot read this image ({width} x {height} pixels, more than the "
+            f"{limit:,} decoded at most: a decompression bomb?). Use a cutout of the galaxy."
+        )
+    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+        raise BadInputError(
+            f"{path}: cannot read this image ({width} x {height} pixels: more than "
+            f"{MAX_ASPECT}:1, not a cutout of a galaxy). Use a cutout about as wide as high."
+        )
+    return width, height
+
+
+def _unreadable(path: str | os.PathLike[str], e: Exception) -> GalaxyZooError:
+    if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
+        return os_error(e, path)  # the machine's fault, not the file's: stop, do not skip
     return BadInputError(
         f"{path}: cannot read this image ({e}). Replace or delete the file (re-fetch the data)."
     )
@@ -180,8 +211,9 @@ def load_image(
 
     try:
         with fits_image(path, fits or FitsOptions()) if is_fits(path) else Image.open(path) as im:
+            _sane_size(path, *im.size)
             img = im.convert(spec.mode)
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as e:
         raise _unreadable(path, e) from None
     arr = np.asarray(crop_resize(img, spec, side), dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)

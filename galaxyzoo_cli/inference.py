@@ -56,6 +56,7 @@ from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import COLUMNS, ID_COLUMN, N_OUTPUTS, QUESTIONS, Learned
 from galaxyzoo_cli.settings import EvalSplit, choice
+from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.tasks import Task
 from galaxyzoo_cli.transforms import tta_views
 
@@ -624,6 +625,7 @@ def _untrained_note(learned: Learned, kaggle: bool) -> str | None:
     )
 
 
+@stop_on_signals()
 def predict(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from galaxyzoo_cli import __version__
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.errors import BadInputError, os_error
 from galaxyzoo_cli.files import atomic_path, write_json_atomic, write_text_atomic
 from galaxyzoo_cli.settings import TrainConfig
 
@@ -48,16 +49,32 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
         )
     if runs_dir.exists() and not runs_dir.is_dir():
         raise BadInputError(f"--runs-dir {runs_dir}: is a file. Give a folder for the runs.")
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 10_000):
-        path = runs_dir / (name if i == 1 else f"{name}-{i}")
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        (path / "weights").mkdir()
-        return path
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 10_000):
+            path = runs_dir / (name if i == 1 else f"{name}-{i}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / "weights").mkdir()
+            return path
+    except OSError as e:
+        raise os_error(e) from None
     raise BadInputError(f"{runs_dir}: too many runs named {name!r}; choose another --name.")
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """Refuse, before any work, a runs folder where no run can be written (read-only, forbidden,
+    a file in the way): the same one-line error a failed write would give, minutes earlier."""
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise BadInputError(f"--runs-dir {runs_dir}: is a file. Give a folder for the runs.")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=runs_dir, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise os_error(e, runs_dir) from None
 
 
 @dataclass(frozen=True)
@@ -227,8 +244,21 @@ def save_checkpoint(
         "model_state": model.state_dict(),
         **state,
     }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    nbytes = sum(_tensor_bytes(v) for v in payload.values())
+    # Through a file object: a failed write then carries its OSError (a full disk) as context.
+    with atomic_path(path, suffix=".pt", size=nbytes) as tmp, tmp.open("wb") as f:
+        torch.save(payload, f)
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in a (nested) state dict: about a checkpoint's size on disk."""
+    if hasattr(value, "nbytes") and hasattr(value, "dtype"):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

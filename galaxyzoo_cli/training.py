@@ -7,6 +7,7 @@ itself is :meth:`galaxyzoo_cli.fit.Fit.run`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -16,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from galaxyzoo_cli.errors import BadInputError, Interrupted
+from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, Interrupted
 from galaxyzoo_cli.fit import Fit, Setup, prepare
 from galaxyzoo_cli.metrics import column_means, kaggle_rmse
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import (
     Checkpoint,
+    check_runs_dir,
     create_run_dir,
     load_checkpoint,
     resolve_run,
@@ -31,6 +33,7 @@ from galaxyzoo_cli.runs import (
     write_status,
 )
 from galaxyzoo_cli.settings import RESUMABLE, TrainConfig
+from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.tracking import open_tracker
 
 METRIC_NAMES = {"rmse": "RMSE", "roc_auc": "ROC AUC", "accuracy": "accuracy", "loss": "loss"}
@@ -127,6 +130,7 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------
 
 
+@stop_on_signals()
 def train(
     config: TrainConfig | None = None,
     *,
@@ -136,6 +140,7 @@ def train(
 ) -> TrainResult:
     """Train one model into a new run folder under ``runs_dir`` (never an existing one)."""
     start = time.perf_counter()
+    check_runs_dir(runs_dir)  # before minutes of decoding, not after
     # Setup: device and rank, seed, settings and input resolved once, images decoded once.
     setup, reporter = prepare(config or TrainConfig(), data_dir, reporter)
     # The model, its optimizer and random generator.
@@ -146,6 +151,7 @@ def train(
     return _fit_to_the_end(fit, run_dir, start, reporter)
 
 
+@stop_on_signals()
 def resume(
     run: str | os.PathLike[str],
     *,
@@ -185,6 +191,7 @@ def resume(
     )
     fit = Fit(setup, seed=config.seed, load_pretrained=False)
     fit.restore(ckpt.state, ckpt.progress)
+    fit.saved_epoch = ckpt.progress.epoch
     if setup.runtime.is_main:
         _write_run_config(ckpt.run_dir, setup, command="train")
     reporter.log(f"Resuming {ckpt.run_dir} at epoch {ckpt.progress.epoch + 1} of {config.epochs}.")
@@ -193,6 +200,7 @@ def resume(
     )
 
 
+@stop_on_signals()
 def select_init(
     config: TrainConfig | None = None,
     *,
@@ -219,6 +227,7 @@ def select_init(
         )
     if config.val_fraction <= 0:
         raise BadInputError("--val-fraction 0: select-init needs a validation split to compare.")
+    check_runs_dir(runs_dir)
     setup, reporter = prepare(config, data_dir, reporter)
     extra = {"trials": trials, "trial_epochs": trial_epochs}
     run_dir = _new_run(runs_dir, setup, reporter, command="select-init", **extra)
@@ -310,11 +319,11 @@ def _fit_to_the_end(
     write_status(run_dir, "running")
     try:
         stopped = fit.run(s.config.epochs, run_dir, reporter, tracker=tracker)
-    except Interrupted:
-        write_status(run_dir, "interrupted")
-        raise
-    except BaseException:
-        write_status(run_dir, "failed")
+    except BaseException as e:
+        # Best effort: on a full disk the status cannot be written, and the error that stopped
+        # the run is the one to report.
+        with contextlib.suppress(GalaxyZooError, OSError):
+            write_status(run_dir, "interrupted" if isinstance(e, Interrupted) else "failed")
         raise
     write_status(run_dir, "finished", stopped_early=stopped)
     if tracker is not None and run_dir is not None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import galaxyzoo_cli.cache as cache
 import galaxyzoo_cli.images as images_module
+from galaxyzoo_cli import errors
 from galaxyzoo_cli.data import TRAIN_IMAGES, list_images
 from galaxyzoo_cli.errors import JobFailedError
 from galaxyzoo_cli.images import InputSpec, load_image
@@ -192,7 +193,7 @@ def test_a_cache_that_would_not_fit_is_refused_or_skipped(
     root = tmp_path / "c"
     real = shutil.disk_usage
     tight = lambda p: real(p)._replace(free=cache.DISK_MARGIN + 1000)  # noqa: E731
-    monkeypatch.setattr(cache.shutil, "disk_usage", tight)
+    monkeypatch.setattr(errors.shutil, "disk_usage", tight)
     # Asked for (--cache): a clear refusal naming the sizes and the ways out.
     with pytest.raises(BadInputError, match=r"needs 41.0 KB and only 1\.1 GB is free.*--no-cache"):
         cache.load_images(images, PREP, cache_dir=root, use_cache=True)
@@ -202,7 +203,7 @@ def test_a_cache_that_would_not_fit_is_refused_or_skipped(
     assert isinstance(lazy.pixels, cache.LazyPixels) and not list(root.glob("*.npy"))
     assert any("no room for a 41.0 KB cache" in m for m in rec.said)
     np.testing.assert_array_equal(lazy.pixels[np.array([3, 39])][1], load_image(images[39], PREP))
-    monkeypatch.setattr(cache.shutil, "disk_usage", real)
+    monkeypatch.setattr(errors.shutil, "disk_usage", real)
     rec = _Recorder()
     cache.load_images(images, PREP, cache_dir=root, reporter=rec)
     assert any("Caching the decoded images: 41.0 KB" in m and "free" in m for m in rec.said)

@@ -81,6 +81,56 @@ def test_ctrl_c_during_training_exits_130_and_names_the_resume(
     assert load_checkpoint(tmp_path / "cc" / "weights" / "last.pt").progress.epoch >= 1
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_schedulers_signal_stops_training_like_ctrl_c_and_the_run_resumes(
+    synthetic_data: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    env = _env(tmp_path / "cache")
+    args = [*CLI, "train", *TINY, "--epochs", "10000", "--patience", "0", "--name", "cc",
+            "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path)]  # fmt: skip
+    proc = _start(args, env)
+    _wait_for((tmp_path / "cc" / "weights", "last.pt"), proc, 120)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err  # 143 for SIGTERM, 138 for SIGUSR1
+    assert f"stopped by {sig.name} after epoch" in err and "Traceback" not in err
+    kept = load_checkpoint(tmp_path / "cc" / "weights" / "last.pt").progress.epoch
+    assert f"weights/last.pt holds epoch {kept}. Continue with: galaxyzoo train --resume " in err
+    assert json.loads((tmp_path / "cc" / "status.json").read_text())["status"] == "interrupted"
+    assert not list(tmp_path.rglob(".*.tmp"))
+    resumed = subprocess.run(
+        [*CLI, "train", "--resume", str(tmp_path / "cc"), "--epochs", str(kept + 1)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(read_metrics(tmp_path / "cc")) == kept + 1
+
+
+def test_sigterm_stops_select_init_and_predict(many: Path, tmp_path: Path) -> None:
+    env = _env(tmp_path / "cache")
+    proc = _start([*CLI, "select-init", *TINY, "--trials", "1000", "--epochs", "2", "--limit",
+                   "200", "--name", "s", "--data-dir", str(many), "--runs-dir",
+                   str(tmp_path / "runs")], env)  # fmt: skip
+    _wait_for((tmp_path / "runs" / "s", "trials.csv"), proc, 120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Error: stopped by SIGTERM" in err, err  # in/after a trial
+    train = subprocess.run(
+        [*CLI, "train", *TINY, "--epochs", "1", "--limit", "50", "--data-dir", str(many),
+         "--runs-dir", str(tmp_path / "runs"), "--name", "p"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    out = tmp_path / "sub.csv"
+    proc = _start([*CLI, "predict", str(tmp_path / "runs" / "p"), "--workers", "1", "--out",
+                   str(out)], env)  # fmt: skip
+    _wait_for((tmp_path / "cache", ".*.npy*.tmp"), proc, 120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.splitlines()[-1] == "Error: stopped by SIGTERM.", err
+    assert not out.exists() and not list((tmp_path / "cache").glob(".*.tmp"))
+
+
 def test_two_trainings_at_once_share_one_valid_cache(many: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     args = [*CLI, "train", *TINY, "--epochs", "1", "--limit", "6000", "--data-dir", str(many)]

@@ -3,9 +3,11 @@
 The ``galaxyzoo_cli.cli`` package is the only code that imports typer and rich. Each command builds
 typed settings and forwards them to one library function. Errors are handled once, by
 :class:`_Boundary` around the whole app: a :class:`~galaxyzoo_cli.errors.GalaxyZooError` becomes a
-one-line message on stderr and its exit code (2 bad input, 1 failed job, 130 interrupted), plus one
-JSON object on stdout with ``--json``. Heavy libraries (torch, timm, matplotlib, pandas) are
-imported inside the commands that need them, so ``--help`` stays fast.
+one-line message on stderr and its exit code (2 bad input, 1 failed job, 130 interrupted, 143
+stopped by SIGTERM, 138 by SIGUSR1), plus one JSON object on stdout with ``--json``; so does an
+operating-system error that reached it (:func:`~galaxyzoo_cli.errors.os_error`). Heavy libraries
+(torch, timm, matplotlib, pandas) are imported inside the commands that need them, so ``--help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import typer
 from typer.core import TyperGroup
 
 from galaxyzoo_cli import __version__
-from galaxyzoo_cli.errors import GalaxyZooError
+from galaxyzoo_cli.errors import GalaxyZooError, os_error
 from galaxyzoo_cli.files import to_json
+from galaxyzoo_cli.signals import how_stopped, stop_on_signals
 
 # PyTorch's OpenMP threads spin while they wait; when another process holds a core, that spinning
 # made training several times slower here. Passive waiting costs little when the CPU is idle.
@@ -38,13 +41,18 @@ class _Boundary(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         as_json = "--json" in ctx.args
         try:
-            return super().invoke(ctx)
-        except GalaxyZooError as e:
+            with stop_on_signals():  # SIGTERM and SIGUSR1 stop a job as Ctrl-C does
+                return super().invoke(ctx)
+        except (GalaxyZooError, OSError) as e:
+            # An OSError that no code path translated (a full disk, a read-only folder…) still
+            # becomes one line that names its path.
+            error = e if isinstance(e, GalaxyZooError) else os_error(e)
             if self.debug or os.environ.get("GALAXYZOO_DEBUG") == "1":
                 traceback.print_exc()
-            self._fail(str(e), e.exit_code, as_json)
-        except KeyboardInterrupt:
-            self._fail("interrupted.", 130, as_json)
+            self._fail(str(error), error.exit_code, as_json)
+        except KeyboardInterrupt as e:
+            how, code = how_stopped(e)
+            self._fail(f"{how}.", code, as_json)
         except typer.TyperException as e:  # bad usage, found by the parser: it prints the message
             if as_json:
                 message = e.format_message() if hasattr(e, "format_message") else str(e)
