@@ -52,7 +52,7 @@ LABELS = {
     "finetune": "finetune a gz5000 run",
     "probe": "linear probe on its embeddings",
     "finetune-96px": "finetune a gz5000 run of the default recipe (96 px)",
-    "probe-96px": "linear probe on its embeddings",
+    "probe-96px": "linear probe on the 96-px run's embeddings",
     "scratch": "galaxynet-s from scratch",
     "imagenet": "finetune ImageNet EfficientNet-Lite0",
 }

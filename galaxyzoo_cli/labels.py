@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.cutouts import find_cutouts
+from galaxyzoo_cli.cutouts import CUTOUT_SUFFIXES, find_cutouts
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.tasks import Target, Task, TaskKind
 
@@ -85,7 +85,12 @@ def read_label_file(path: Path, columns: Sequence[str] = ()) -> LabelFile:
 
 
 def _stem(path: Path) -> str:
-    return path.name.split(".")[0]
+    """The file name without its image suffix (``J1015+0523.fits.gz`` → ``J1015+0523``), as
+    ``predict --images`` names its rows."""
+    for suffix in sorted(CUTOUT_SUFFIXES, key=len, reverse=True):
+        if path.name.lower().endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
 
 
 # ---------------------------------------------------------------------------------------------

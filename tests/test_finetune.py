@@ -17,7 +17,13 @@ from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.data import TRAIN_IMAGES
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.finetune import finetune, finetune_config
-from galaxyzoo_cli.labels import encode, infer_task, read_label_file, stratified_split
+from galaxyzoo_cli.labels import (
+    encode,
+    infer_task,
+    match_images,
+    read_label_file,
+    stratified_split,
+)
 from galaxyzoo_cli.models import ModelConfig, resolve_config
 from galaxyzoo_cli.models.network import create_model
 from galaxyzoo_cli.runs import load_checkpoint
@@ -110,6 +116,19 @@ def test_missing_cells_are_masked_and_text_classes_work(tmp_path: Path) -> None:
     assert kind.kind == TaskKind.MULTICLASS and kind.outputs == ("type=E", "type=S", "type=S0")
     y = encode(read_label_file(path), task)
     assert np.isnan(y[1, 0]) and np.isnan(y[2, 1]) and y[0, 0] == 1 and y[2, 0] == 0
+
+
+def test_a_path_column_names_the_files(tmp_path: Path, synthetic_data: Path) -> None:
+    images = sorted((synthetic_data / TRAIN_IMAGES).glob("*.jpg"))[:3]
+    rows = [f"{Path('..') / 'x' / p.name},{i % 2}\n" for i, p in enumerate(images)]
+    (tmp_path / "x").symlink_to(synthetic_data / TRAIN_IMAGES)
+    (tmp_path / "labels").mkdir()
+    path = tmp_path / "labels" / "l.csv"
+    path.write_text("path,flag\n" + "".join(rows) + "../x/J1015.4+0523.fits.gz,1\n")
+    table = read_label_file(path)
+    assert table.ids == [p.stem for p in images] + ["J1015.4+0523"]
+    found, _ = match_images(table, None)
+    assert [f.name if f else None for f in found] == [p.name for p in images] + [None]
 
 
 def test_the_task_travels_in_the_checkpoint_and_old_ones_are_the_tree() -> None:
