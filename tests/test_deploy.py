@@ -89,6 +89,7 @@ def test_the_onnx_export_is_the_files_it_lists_and_runs_where_they_are_copied(
         assert np.abs(got - expected[path.stem]).max() <= 1e-4
 
 
+@pytest.mark.slow  # four ONNX exports
 def test_exporting_again_replaces_its_own_result_never_another(run: Path, tmp_path: Path) -> None:
     _ort()
     folder = tmp_path / "run"

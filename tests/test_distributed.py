@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from galaxyzoo_cli.runs import load_checkpoint, read_metrics
+
+pytestmark = pytest.mark.slow  # torchrun processes: `pytest -m slow` (CI runs both)
 
 
 def _free_port() -> int:

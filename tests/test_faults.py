@@ -23,6 +23,8 @@ from galaxyzoo_cli.fetch import ARCHIVE_NAME, ARCHIVES_DIR, MARKER
 from galaxyzoo_cli.images import InputSpec, load_image
 from galaxyzoo_cli.runs import load_checkpoint, read_metrics
 
+pytestmark = pytest.mark.slow  # real processes and signals: `pytest -m slow` (CI runs both)
+
 CLI = [sys.executable, "-m", "galaxyzoo_cli"]
 TINY = ["--model", "test_tiny", "--batch-size", "16", "--device", "cpu"]
 

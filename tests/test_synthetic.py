@@ -203,6 +203,7 @@ def test_same_seed_gives_identical_files_and_prefix_galaxies(layout: Path, tmp_p
         assert image == (layout / data.TRAIN_IMAGES / name).read_bytes()
 
 
+@pytest.mark.slow  # worker processes
 def test_worker_processes_give_the_same_bytes(layout: Path, tmp_path: Path) -> None:
     """Rendered by 2 processes (enough galaxies to use them): the same files as one process."""
     n = 4 * synthetic._RENDER_CHUNK + 20
