@@ -194,7 +194,7 @@ def test_the_split_is_stratified(labels: Path) -> None:
 def test_bad_labels_say_what_and_where(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(text)
-    with pytest.raises(BadInputError, match="") as e:
+    with pytest.raises(BadInputError) as e:
         infer_task(read_label_file(path))
     assert message in str(e.value) and str(path) in str(e.value)
     assert "\n" not in str(e.value)
@@ -344,7 +344,6 @@ def test_export_plot_report_and_runs_handle_a_finetuned_run(tuned: Path, tmp_pat
     assert "binary" in line and "roc_auc" in line
 
 
-@pytest.mark.slow
 def test_each_task_kind_learns_from_a_registry_model(labels: Path, synthetic_data: Path,
                                                       tmp_path: Path) -> None:  # fmt: skip
     """From scratch (galaxynet-s at 32 px) on all columns at once: a flag, four kinds and two
