@@ -11,12 +11,12 @@ the training settings, the data split and the training progress. Nothing reads c
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,15 +66,20 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
 
 def check_runs_dir(runs_dir: Path) -> None:
     """Refuse, before any work, a runs folder where no run can be written (read-only, forbidden,
-    a file in the way): the same one-line error a failed write would give, minutes earlier."""
-    if runs_dir.exists() and not runs_dir.is_dir():
+    a file in the way): the same one-line error a failed write would give, minutes earlier.
+    Creates nothing: the folder that exists nearest to ``runs_dir`` is the one checked."""
+    existing = runs_dir.absolute()
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing == runs_dir.absolute() and not existing.is_dir():
         raise BadInputError(f"--runs-dir {runs_dir}: is a file. Give a folder for the runs.")
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=runs_dir, prefix=".probe-"):
-            pass
-    except OSError as e:
-        raise os_error(e, runs_dir) from None
+    if not existing.is_dir():
+        code = errno.ENOTDIR
+        raise os_error(OSError(code, os.strerror(code), str(existing)), existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise os_error(OSError(code, os.strerror(code), str(existing)), existing)
 
 
 @dataclass(frozen=True)
