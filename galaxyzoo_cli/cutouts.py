@@ -195,7 +195,8 @@ class Cutouts:
 
 def find_cutouts(folder: Path) -> Cutouts:
     """Every JPEG, PNG and FITS file under ``folder`` (recursively), sorted; IDs are the file
-    stems (their paths below ``folder`` where stems repeat). Digit-only stems are GalaxyIDs."""
+    stems (their paths below ``folder`` where stems repeat, and the whole file names there
+    where those repeat too: ``a.fits`` beside ``a.png``). Digit-only stems are GalaxyIDs."""
     if not folder.is_dir():
         raise BadInputError(f"--images {folder}: folder not found.")
     paths = sorted(_walk(folder))
@@ -206,6 +207,8 @@ def find_cutouts(folder: Path) -> Cutouts:
     stems = [_stem(Path(p.name)) for p in paths]
     if len(set(stems)) < len(stems):
         stems = [_stem(p.relative_to(folder)) for p in paths]
+    if len(set(stems)) < len(stems):  # the same stem in several formats: keep the suffixes
+        stems = [p.relative_to(folder).as_posix() for p in paths]
     if all(s.isdigit() for s in stems):  # GalaxyIDs: in ascending order, as Kaggle wants them
         order = sorted(range(len(stems)), key=lambda k: int(stems[k]))
         return Cutouts([stems[k] for k in order], [paths[k] for k in order], kaggle=True)

@@ -277,3 +277,23 @@ def test_derived_flags_follow_the_thresholds() -> None:
     assert flags["derived_edge_on"].tolist() == [0, 1, 0, 0]
     assert flags["derived_barred"].tolist() == [0, 0, 1, 0]
     assert flags["derived_spiral"].tolist() == [0, 0, 1, 0]
+
+
+def test_ids_stay_unique_when_stems_repeat(synthetic_data: Path, tmp_path: Path) -> None:
+    """The same galaxy as a JPEG and a PNG beside it, and again in a subfolder: every id is
+    unique (the stem, then the path below the folder, then the file name with its suffix)."""
+    _, paths = list_images(synthetic_data / TEST_IMAGES)
+    folder = tmp_path / "cutouts"
+    (folder / "deeper").mkdir(parents=True)
+    shutil.copy(paths[0], folder / "a.jpg")
+    Image.open(paths[0]).save(folder / "a.png")
+    shutil.copy(paths[1], folder / "deeper" / "a.jpg")
+    shutil.copy(paths[2], folder / "b.jpg")
+    found = find_cutouts(folder)
+    assert sorted(found.ids) == ["a.jpg", "a.png", "b.jpg", "deeper/a.jpg"]
+    assert len(set(found.ids)) == len(found.paths) == 4 and not found.kaggle
+    only_subfolders = tmp_path / "split"
+    for part in ("x", "y"):
+        (only_subfolders / part).mkdir(parents=True)
+        shutil.copy(paths[0], only_subfolders / part / "a.jpg")
+    assert find_cutouts(only_subfolders).ids == ["x/a", "y/a"]
