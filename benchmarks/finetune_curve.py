@@ -99,12 +99,17 @@ def logistic_auc(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.
     return roc_auc(score.numpy(), y_te)
 
 
+def spirals(data: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """The spirals sample: GalaxyIDs, their 0/1 spiral flags and image files."""
+    table = np.genfromtxt(data / "spiral_labels.csv", delimiter=",", names=True, dtype=np.int64)
+    ids, flags = table["GalaxyID"], table["spiral"]
+    return ids, flags, [data / "images" / f"{i}.jpg" for i in ids]
+
+
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     data = Path(args.data)
-    table = np.genfromtxt(data / "spiral_labels.csv", delimiter=",", names=True, dtype=np.int64)
-    ids, flags = table["GalaxyID"], table["spiral"]
-    paths = [data / "images" / f"{i}.jpg" for i in ids]
+    ids, flags, paths = spirals(data)
     work = HERE / "results" / "finetune_curve"
     work.mkdir(parents=True, exist_ok=True)
     done = set()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.finetune_curve import logistic_auc
+from benchmarks.finetune_curve import logistic_auc, spirals
 from galaxyzoo_cli.finetune import finetune, finetune_config
 from galaxyzoo_cli.inference import load_run, predict_paths
 from galaxyzoo_cli.tasks import roc_auc
@@ -40,9 +40,7 @@ RESULTS = HERE / "results" / "finetune_tune.jsonl"
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     data = Path(args.data)
-    table = np.genfromtxt(data / "spiral_labels.csv", delimiter=",", names=True, dtype=np.int64)
-    ids, flags = table["GalaxyID"], table["spiral"]
-    paths = [data / "images" / f"{i}.jpg" for i in ids]
+    ids, flags, paths = spirals(data)
     work = HERE / "results" / "finetune_tune"
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
