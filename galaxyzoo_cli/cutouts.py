@@ -204,9 +204,9 @@ def find_cutouts(folder: Path) -> Cutouts:
         raise BadInputError(
             f"--images {folder}: no JPEG, PNG or FITS files here (or in its subfolders)."
         )
-    stems = [_stem(Path(p.name)) for p in paths]
+    stems = [file_stem(Path(p.name)) for p in paths]
     if len(set(stems)) < len(stems):
-        stems = [_stem(p.relative_to(folder)) for p in paths]
+        stems = [file_stem(p.relative_to(folder)) for p in paths]
     if len(set(stems)) < len(stems):  # the same stem in several formats: keep the suffixes
         stems = [p.relative_to(folder).as_posix() for p in paths]
     if all(s.isdigit() for s in stems):  # GalaxyIDs: in ascending order, as Kaggle wants them
@@ -235,7 +235,19 @@ def _walk(folder: Path) -> list[Path]:
     return found
 
 
-def _stem(path: Path) -> str:
+def check_unique_ids(ids: list[str], where: str, fix: str) -> None:
+    """Refuse an empty id or one seen before, naming ``where`` (a flag and file) and its line."""
+    seen: set[str] = set()
+    for line, gid in enumerate(ids, start=2):
+        if not gid or gid in seen:
+            problem = "an empty id" if not gid else f"id {gid!r} a second time"
+            raise BadInputError(f"{where} line {line}: {problem}. {fix}")
+        seen.add(gid)
+
+
+def file_stem(path: Path) -> str:
+    """``path`` without its image suffix (``J1015+0523.fits.gz`` → ``J1015+0523``): the ids
+    ``predict --images`` gives its rows."""
     name = path.as_posix()
     for suffix in sorted(CUTOUT_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
@@ -272,12 +284,7 @@ def read_catalogue(path: Path) -> Cutouts:
             "are Class1.1 … Class11.6, the flags derived_…)."
         )
     ids = [(r["id"] or "").strip() for r in rows]
-    seen: set[str] = set()
-    for line, gid in enumerate(ids, start=2):
-        if not gid or gid in seen:
-            problem = "an empty id" if not gid else f"id {gid!r} a second time"
-            raise BadInputError(f"--catalogue {path} line {line}: {problem}. Give unique ids.")
-        seen.add(gid)
+    check_unique_ids(ids, f"--catalogue {path}", "Give unique ids.")
     paths = [Path((r["path"] or "").strip()) for r in rows]
     paths = [p if p.is_absolute() else path.parent / p for p in paths]
     others = [c for c in header if c != "id"]

@@ -26,6 +26,7 @@ from galaxyzoo_cli.device import seed_everything, setup_runtime
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import write_json_atomic
 from galaxyzoo_cli.fit import Fit, Setup
+from galaxyzoo_cli.inference import scored_fields, scored_heading
 from galaxyzoo_cli.labels import encode, infer_task, match_images, read_label_file
 from galaxyzoo_cli.labels import stratified_split as split_labels
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
@@ -225,18 +226,11 @@ class LabelEvalResult:
             "n_images": self.n_images,
             "split": self.split,
             "tta": self.tta,
-            "runs": [str(r) for r in self.runs],
-            "run_dir": str(self.runs[0]),
-            "skipped": self.skipped.as_dict(),
-            "seconds": self.seconds,
-            "out": None if self.out is None else str(self.out),
-            "predictions": None if self.predictions is None else str(self.predictions),
-            "provenance": self.provenance,
+            **scored_fields(self),
         }
 
     def summary(self) -> str:
-        what = str(self.runs[0]) if len(self.runs) == 1 else f"ensemble of {len(self.runs)} runs"
-        lines = [f"{what} on {self.n_images} galaxies ({self.split} split, tta {self.tta}):"]
+        lines = [f"{scored_heading(self, self.n_images)}:"]
         for target in self.task.targets:
             s = self.scores[target.name]
             if target.kind == TaskKind.FRACTIONS:

@@ -271,6 +271,27 @@ def _runs_provenance(loaded: Sequence[LoadedRun]) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------------------
 
 
+def scored_fields(result: EvalResult | LabelEvalResult) -> dict[str, Any]:
+    """What every evaluation reports besides its figures: the runs, what was skipped, the time,
+    the files written and the provenance (JSON-ready)."""
+    return {
+        "runs": [str(r) for r in result.runs],
+        "run_dir": str(result.runs[0]),
+        "skipped": result.skipped.as_dict(),
+        "seconds": result.seconds,
+        "out": None if result.out is None else str(result.out),
+        "predictions": None if result.predictions is None else str(result.predictions),
+        "provenance": result.provenance,
+    }
+
+
+def scored_heading(result: EvalResult | LabelEvalResult, n_images: int) -> str:
+    """The start of an evaluation's summary: what was scored, on how many galaxies, how."""
+    runs = result.runs
+    what = str(runs[0]) if len(runs) == 1 else f"ensemble of {len(runs)} runs"
+    return f"{what} on {n_images} galaxies ({result.split} split, tta {result.tta})"
+
+
 @dataclass
 class EvalResult:
     runs: list[Path]
@@ -302,20 +323,13 @@ class EvalResult:
             "worse_than_mean": self.worse_than_mean,
             **self.learned.as_dict(),
             "accuracy_counts": ACCURACY_NOTE,
-            "runs": [str(r) for r in self.runs],
-            "run_dir": str(self.runs[0]),
-            "skipped": self.skipped.as_dict(),
-            "seconds": self.seconds,
-            "out": None if self.out is None else str(self.out),
-            "predictions": None if self.predictions is None else str(self.predictions),
-            "provenance": self.provenance,
+            **scored_fields(self),
         }
 
     def summary(self) -> str:
         s = self.scores
-        what = str(self.runs[0]) if len(self.runs) == 1 else f"ensemble of {len(self.runs)} runs"
         lines = [
-            f"{what} on {s['n_images']} galaxies ({self.split} split, tta {self.tta}): "
+            f"{scored_heading(self, s['n_images'])}: "
             f"Kaggle RMSE {_num(s['rmse'], 5)}  (zeros {_num(self.baselines['zeros']['rmse'], 5)}"
             f", training mean {_num(self.baselines['training_mean']['rmse'], 5)})",
         ]

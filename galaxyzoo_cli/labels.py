@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.cutouts import CUTOUT_SUFFIXES, find_cutouts
+from galaxyzoo_cli.cutouts import check_unique_ids, file_stem, find_cutouts
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.tasks import Target, Task, TaskKind
 
@@ -74,23 +74,15 @@ def read_label_file(path: Path, columns: Sequence[str] = ()) -> LabelFile:
     if "path" in header:
         paths = [Path(r[col["path"]].strip()) for r in body]
         paths = [p if p.is_absolute() else path.parent / p for p in paths]
-    ids = [r[col[id_col]].strip() for r in body] if id_col else [_stem(p) for p in paths or []]
-    seen: set[str] = set()
-    for line, gid in enumerate(ids, start=2):
-        if not gid or gid in seen:
-            problem = "an empty id" if not gid else f"id {gid!r} a second time"
-            raise BadInputError(f"{flag} line {line}: {problem}. Give each galaxy one row.")
-        seen.add(gid)
+    ids = [r[col[id_col]].strip() for r in body] if id_col else _path_ids(paths or [])
+    check_unique_ids(ids, flag, "Give each galaxy one row.")
     return LabelFile(path, ids, paths, {c: [r[col[c]].strip() for r in body] for c in chosen})
 
 
-def _stem(path: Path) -> str:
-    """The file name without its image suffix (``J1015+0523.fits.gz`` → ``J1015+0523``), as
-    ``predict --images`` names its rows."""
-    for suffix in sorted(CUTOUT_SUFFIXES, key=len, reverse=True):
-        if path.name.lower().endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.stem
+def _path_ids(paths: list[Path]) -> list[str]:
+    """Ids for a ``path`` column: the file names without their image suffix, as ``predict
+    --images`` names its rows (any other suffix dropped too)."""
+    return [stem if (stem := file_stem(Path(p.name))) != p.name else p.stem for p in paths]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,6 +108,16 @@ def test_a_schedulers_signal_stops_training_like_ctrl_c_and_the_run_resumes(
     assert len(read_metrics(tmp_path / "cc")) == kept + 1
 
 
+def _train_run_p(many: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """A one-epoch run ``tmp_path/runs/p`` on 50 galaxies, for the predict faults."""
+    train = subprocess.run(
+        [*CLI, "train", *TINY, "--epochs", "1", "--limit", "50", "--data-dir", str(many),
+         "--runs-dir", str(tmp_path / "runs"), "--name", "p"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+
+
 def test_sigterm_stops_select_init_and_predict(many: Path, tmp_path: Path) -> None:
     env = _env(tmp_path / "cache")
     proc = _start([*CLI, "select-init", *TINY, "--trials", "1000", "--epochs", "2", "--limit",
@@ -117,12 +127,7 @@ def test_sigterm_stops_select_init_and_predict(many: Path, tmp_path: Path) -> No
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Error: stopped by SIGTERM" in err, err  # in/after a trial
-    train = subprocess.run(
-        [*CLI, "train", *TINY, "--epochs", "1", "--limit", "50", "--data-dir", str(many),
-         "--runs-dir", str(tmp_path / "runs"), "--name", "p"],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert train.returncode == 0, train.stderr
+    _train_run_p(many, tmp_path, env)
     out = tmp_path / "sub.csv"
     proc = _start([*CLI, "predict", str(tmp_path / "runs" / "p"), "--workers", "1", "--out",
                    str(out)], env)  # fmt: skip
@@ -168,12 +173,7 @@ def test_a_killed_cache_build_is_never_trusted(many: Path, tmp_path: Path) -> No
 
 def test_a_killed_predict_leaves_no_submission(many: Path, tmp_path: Path) -> None:
     env = _env(tmp_path / "cache")
-    train = subprocess.run(
-        [*CLI, "train", *TINY, "--epochs", "1", "--limit", "50", "--data-dir", str(many),
-         "--runs-dir", str(tmp_path / "runs"), "--name", "p"],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert train.returncode == 0, train.stderr
+    _train_run_p(many, tmp_path, env)
     out = tmp_path / "out" / "sub.csv"
     proc = _start([*CLI, "predict", str(tmp_path / "runs" / "p"), "--tta", "8", "--workers", "1",
                    "--out", str(out)], env)  # fmt: skip
