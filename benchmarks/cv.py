@@ -37,7 +37,7 @@ from galaxyzoo_cli import transforms  # noqa: E402
 from galaxyzoo_cli.data import list_images, load_catalogue  # noqa: E402
 from galaxyzoo_cli.inference import load_run, predict_paths  # noqa: E402
 from galaxyzoo_cli.metrics import column_means, kaggle_rmse  # noqa: E402
-from galaxyzoo_cli.models.nets import GalaxyNet  # noqa: E402
+from galaxyzoo_cli.models.nets import GalaxyNet, PlainNet  # noqa: E402
 from galaxyzoo_cli.models.registry import list_models, register_model  # noqa: E402
 from galaxyzoo_cli.settings import TrainConfig  # noqa: E402
 from galaxyzoo_cli.training import train  # noqa: E402
@@ -63,6 +63,18 @@ OLD_DEFAULT = {"model": "galaxynet-v1", "epochs": 20, "patience": 5, "ema": 0.0}
 
 FULL = {"crop": 256, "epochs": 30, "patience": 0}
 """The ablations' common ground: crop 256, 30 epochs, the whole schedule (no early stop)."""
+
+PLAIN = {
+    **FULL,
+    "arch": {"net": "plain", "widths": (32, 64, 128, 128)},
+    "head": "sigmoid",
+    "lr": 3e-3,
+    "warmup_epochs": 9.0,
+    "weight_decay": 1e-4,
+    "batch_size": 64,
+    "image_size": 64,
+    "augment_fn": "dihedral",
+}
 
 RECIPES: dict[str, dict[str, Any]] = {
     "notebook": NOTEBOOK,
@@ -92,6 +104,22 @@ RECIPES: dict[str, dict[str, Any]] = {
     "w16-patience5": {**FULL, "arch": {"width": 16}, "patience": 5},
     "w16-15ep": {**FULL, "arch": {"width": 16}, "epochs": 15},
     "w16-deep": {**FULL, "arch": {"width": 16, "depth": (1, 2, 3, 2)}},
+    # Issue 19's plain CNN: double 3x3 blocks of 32-64-128-128 channels at full resolution, global
+    # average pooling, dropout 0.3, one sigmoid per answer, RGB crop 256 -> 64 px, only the 8 exact
+    # rotations/flips as augmentation, AdamW (wd 1e-4) with a one-cycle-like schedule (9 of 30
+    # epochs of warm-up to 3e-3, then cosine decay), batch 64, 30 epochs.
+    "plain": PLAIN,
+    "plain-w16": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)}},
+    "plain-w16-affine": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+                         "augment_fn": None},
+    "plain-w16-tree": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+                       "head": "tree"},
+    "plain-w16-cosine": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+                         "lr": 2e-3, "warmup_epochs": 1.0},
+    "w16-96px-dihedral": {**FULL, "arch": {"width": 16}, "image_size": 96,
+                          "augment_fn": "dihedral"},
+    "w16-96px-onecycle-sigmoid": {**FULL, "arch": {"width": 16}, "image_size": 96,
+                                  "head": "sigmoid", "lr": 3e-3, "warmup_epochs": 9.0},
 }
 
 
@@ -99,11 +127,18 @@ def _arch_model(arch: dict[str, Any]) -> str:
     """Register (once) the galaxynet variant ``arch`` and return its name."""
     name = "cv-" + "-".join(f"{k}{v}" for k, v in sorted(arch.items())).replace(" ", "")
     if name not in list_models():
-        kwargs = {**arch, "depth": tuple(arch.get("depth", (1, 2, 2, 1)))}
+        kwargs = dict(arch)
+        net = kwargs.pop("net", "galaxynet")
+        if net == "plain":
+            kwargs["widths"] = tuple(kwargs["widths"])
+            factory = PlainNet
+        else:
+            kwargs["depth"] = tuple(kwargs.get("depth", (1, 2, 2, 1)))
+            factory = GalaxyNet
         register_model(
-            name, kind="custom", description=f"galaxynet {arch}", channels=3, image_size=64,
+            name, kind="custom", description=f"{net} {arch}", channels=3, image_size=64,
             crop=256, test=True, parameters=0,
-        )(lambda channels, **_: GalaxyNet(channels, **kwargs))  # fmt: skip
+        )(lambda channels, **_: factory(channels, **kwargs))  # fmt: skip
     return name
 
 

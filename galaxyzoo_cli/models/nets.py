@@ -90,3 +90,36 @@ class GalaxyNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(x)
         return self.dropout(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
+
+
+class PlainNet(nn.Module):
+    """A plain VGG-style CNN: stages of ``convs`` 3×3 conv + batch norm + ReLU at full resolution,
+    a 2×2 max-pool between stages, global average pooling and dropout.
+
+    No strided stem: the first stage sees every input pixel, which costs more per image than
+    :class:`GalaxyNet` but keeps the fine structure (spiral arms, bars) that a strided stem
+    blurs. Stage ``i`` has ``widths[i]`` channels.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        widths: tuple[int, ...] = (32, 64, 128, 128),
+        convs: int = 2,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = channels
+        for i, w in enumerate(widths):
+            if i:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(convs):
+                layers += _block(c, w)
+                c = w
+        self.stages = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.num_features = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.stages(x).mean(dim=(2, 3)))
