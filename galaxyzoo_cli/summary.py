@@ -1,0 +1,159 @@
+"""A run's outcome in one small file, and the one definition of its best epoch (no torch).
+
+``summary.json`` sits beside ``config.json`` in every run folder. Training rewrites it with every
+checkpoint (so it always describes the checkpoints kept) and once more at the end; ``runs``,
+``plot`` and ``report`` read it instead of working the outcome out again. Runs written before it
+existed get the same record from their ``metrics.csv`` (:func:`read_summary`).
+
+"Best" has one definition, :func:`better`: the epoch whose weights ``weights/best.pt`` keeps.
+The Kaggle tree (and a run told ``--monitor loss``) is judged by the validation loss; a user's
+task by its metric (ROC AUC, accuracy: higher; RMSE: lower), ties broken by the loss. Without a
+validation split every epoch is better than the one before (the last one is kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FILE = "summary.json"
+SUMMARY_FORMAT = 1
+
+_HIGHER_IS_BETTER = ("val_roc_auc", "val_accuracy")
+
+
+def criterion(metric: str, *, tree: bool, monitor: str = "metric") -> str:
+    """The metrics.csv column that picks the best epoch: ``val_loss`` for the Kaggle tree, for
+    ``monitor="loss"`` and for a task without one metric; else ``val_<metric>``."""
+    if tree or monitor == "loss" or metric == "loss":
+        return "val_loss"
+    return f"val_{metric}"
+
+
+def higher_is_better(column: str) -> bool:
+    return column in _HIGHER_IS_BETTER
+
+
+def _value(row: Mapping[str, float] | None, column: str) -> float:
+    value = math.nan if row is None else row.get(column, math.nan)
+    return float(value) if value is not None else math.nan
+
+
+def better(candidate: Mapping[str, float], best: Mapping[str, float] | None, by: str) -> bool:
+    """Whether the epoch ``candidate`` (a metrics.csv row) beats ``best`` (None: none yet).
+
+    Judged by column ``by`` (higher or lower is better by its name); where it is undefined (NaN)
+    by the validation loss; where that is undefined too (no validation split), the newer epoch
+    wins. Ties on ``by`` go to the lower loss."""
+    if best is None:
+        return True
+    new, old = _value(candidate, by), _value(best, by)
+    if math.isnan(new) or math.isnan(old):
+        if by == "val_loss":
+            return math.isnan(new) or new < old  # no validation: the newest epoch is kept
+        return better(candidate, best, "val_loss")
+    if new == old:
+        return by != "val_loss" and _value(candidate, "val_loss") < _value(best, "val_loss")
+    return new > old if higher_is_better(by) else new < old
+
+
+def best_row(rows: Iterable[Mapping[str, float]], by: str) -> Mapping[str, float] | None:
+    """The best epoch's row by :func:`better` (the earliest of equals), None if there is none."""
+    best: Mapping[str, float] | None = None
+    for row in rows:
+        if better(row, best, by):
+            best = row
+    return best
+
+
+def build_summary(
+    rows: Sequence[Mapping[str, float]],
+    by: str,
+    *,
+    epochs_asked: int | None,
+    stopped_early: bool = False,
+    train_seconds: float | None = None,
+    images_seen: int | None = None,
+) -> dict[str, Any]:
+    """The summary of a run whose metrics.csv rows are ``rows``."""
+    best = best_row(rows, by)
+    return {
+        "format": SUMMARY_FORMAT,
+        "epochs_run": int(rows[-1]["epoch"]) if rows else 0,
+        "epochs_asked": epochs_asked,
+        "stopped_early": stopped_early,
+        "best_by": by,
+        "best_epoch": int(best["epoch"]) if best is not None else None,
+        "best": {k: _json_number(v) for k, v in best.items()} if best is not None else None,
+        "train_seconds": train_seconds
+        if train_seconds is not None
+        else sum(_value(r, "seconds") for r in rows if not math.isnan(_value(r, "seconds"))),
+        "images_seen": images_seen,
+    }
+
+
+def _json_number(value: float) -> float | None:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """summary.json, written atomically."""
+    from galaxyzoo_cli.files import write_json_atomic
+
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run's summary.json; for a run older than it, the same record from its metrics.csv
+    and config.json (None when neither says anything)."""
+    path = run_dir / SUMMARY_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("format") == SUMMARY_FORMAT:
+                return data
+        except (OSError, ValueError):
+            pass  # unreadable: rebuilt from metrics.csv below
+    rows = _read_rows(run_dir / "metrics.csv")
+    if rows is None:
+        return None
+    config = _read_json(run_dir / "config.json")
+    settings = config.get("settings", {}) if isinstance(config.get("settings"), dict) else {}
+    metric = next((k[4:] for k in (rows[0] if rows else {}) if k.startswith("val_")
+                   and k != "val_loss"), "rmse")  # fmt: skip
+    model = config.get("model")
+    task = model.get("task") if isinstance(model, dict) else None
+    task = task if isinstance(task, dict) else {}
+    tree = not task.get("targets")  # 0.1/0.2 runs have no task: the tree
+    by = criterion(metric, tree=tree, monitor=str(settings.get("monitor", "metric")))
+    epochs = settings.get("epochs")
+    return build_summary(rows, by, epochs_asked=epochs if isinstance(epochs, int) else None)
+
+
+def _read_rows(path: Path) -> list[dict[str, float]] | None:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return [
+                {k: _float(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)
+            ]
+    except OSError:
+        return None
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
