@@ -36,9 +36,10 @@ import torch  # noqa: E402
 from galaxyzoo_cli import transforms  # noqa: E402
 from galaxyzoo_cli.data import list_images, load_catalogue  # noqa: E402
 from galaxyzoo_cli.inference import load_run, predict_paths  # noqa: E402
-from galaxyzoo_cli.metrics import column_means, kaggle_rmse  # noqa: E402
+from galaxyzoo_cli.metrics import column_means, column_rmse, kaggle_rmse  # noqa: E402
 from galaxyzoo_cli.models.nets import GalaxyNet, PlainNet  # noqa: E402
 from galaxyzoo_cli.models.registry import list_models, register_model  # noqa: E402
+from galaxyzoo_cli.schema import COLUMNS  # noqa: E402
 from galaxyzoo_cli.settings import TrainConfig  # noqa: E402
 from galaxyzoo_cli.training import train  # noqa: E402
 
@@ -322,6 +323,28 @@ def _ensemble(out: Path, names: list[str], args: argparse.Namespace) -> dict[str
     return {"rows": rows} if rows else None
 
 
+def worse_than_mean(out: Path, names: list[str], args: argparse.Namespace) -> list[str]:
+    """Answer columns whose RMSE over every held-out galaxy (all folds pooled) is worse than
+    predicting each fold's training means: the recipe (or the average of ``names``) loses there
+    to a constant."""
+    cat = load_catalogue(args.data_dir)
+    preds, means, labels = [], [], []
+    for k in range(1, FOLDS + 1):
+        files = [out / n / f"fold{k}-val-tta1.npy" for n in names]
+        if not all(f.is_file() for f in files):
+            continue
+        ids = np.load(out / names[0] / f"fold{k}-val-ids.npy")
+        held = np.isin(cat.ids, ids)
+        preds.append(np.mean([np.load(f) for f in files], 0))
+        labels.append(cat.labels[np.searchsorted(cat.ids, ids)])
+        means.append(np.broadcast_to(column_means(cat.labels[~held]), labels[-1].shape))
+    if not preds:
+        return []
+    pred, mean, label = np.concatenate(preds), np.concatenate(means), np.concatenate(labels)
+    model, baseline = column_rmse(pred, label), column_rmse(mean, label)
+    return [COLUMNS[j] for j in range(len(COLUMNS)) if model[j] > baseline[j]]
+
+
 def table(args: argparse.Namespace, names: list[str]) -> None:
     print(
         "| recipe | folds | CV RMSE | CV RMSE, 8 views | spirals AUC | spirals C1.1 / C1.2 "
@@ -339,6 +362,9 @@ def table(args: argparse.Namespace, names: list[str]) -> None:
             recs = _records(args.out, name)
         if not recs:
             continue
+        worse = worse_than_mean(args.out, name.split("+"), args)
+        if worse:
+            print(f"<!-- {name}: worse than the training mean on {', '.join(worse)} -->")
         c11 = np.mean([r["spirals_c11_tta1"] for r in recs])
         c12 = np.mean([r["spirals_c12_tta1"] for r in recs])
         print(
