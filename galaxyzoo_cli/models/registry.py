@@ -99,7 +99,7 @@ class ModelSpec:
     @property
     def pretrained(self) -> bool:
         """Deprecated: read :attr:`has_weights` (weights exist, loaded by default) or
-        :attr:`frozen` (features frozen by default); before 0.4 this one flag meant both."""
+        :attr:`frozen` (features frozen by default); this one flag used to mean both."""
         return self.has_weights
 
     def check_weights(self, pretrained: bool, weights: str | None) -> None:
@@ -138,11 +138,14 @@ _FAMILIES: dict[str, Callable[[str], ModelSpec]] = {}
 def _check_args(build: Builder, name: str, args: Mapping[str, Any], loads_weights: bool) -> None:
     """Keywords the builder does not take are an error now, not at the first training run."""
     params = inspect.signature(build).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # it passes the rest on (to timm), which checks them
-    taken = [p for p in list(params)[1:] if p not in ("pretrained", "weights")]
-    reserved = {"pretrained", "weights"} & set(args) if loads_weights else set()
-    unknown = sorted(set(args) - set(taken)) + sorted(reserved)
+    passes_on = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    weight_keywords = ("pretrained", "weights")
+    if loads_weights and not passes_on and not set(weight_keywords) <= set(params):
+        raise TypeError(f"model {name!r}: a builder that loads weights takes pretrained, weights")
+    taken = [p for p in list(params)[1:] if p not in weight_keywords]
+    unknown = sorted(set(args) & set(weight_keywords))  # given when built, never fixed
+    if not passes_on:  # a builder with **kwargs passes the rest on (to timm), which checks them
+        unknown += sorted(set(args) - set(taken) - set(weight_keywords))
     if unknown:
         raise TypeError(
             f"model {name!r}: {getattr(build, '__name__', 'its builder')}() takes no keyword "
