@@ -100,8 +100,10 @@ def test_has_weights_is_not_frozen_by_default(scratch_registry: None) -> None:
     # Both, as before: ImageNet and Zoobot backbones load weights and freeze them by default.
     for name in ("resnet18", "zoobot-greyscale-convnext-pico", "test_timm"):
         spec = get_spec(name)
-        assert spec.has_weights and spec.frozen and spec.pretrained  # the old name: has_weights
+        assert spec.has_weights and spec.frozen_by_default
+        assert spec.pretrained  # the old name of has_weights, kept for a while
         assert resolve_config(name).freeze
+        assert spec.weights_and_freeze(None, None, None) == (True, True)
     # A backbone whose weights are fine-tuned by default: weights, not frozen.
     register_architecture(
         "test_resnet_tuned", kind="timm", build=build_backbone, loads_weights=True,
@@ -109,21 +111,45 @@ def test_has_weights_is_not_frozen_by_default(scratch_registry: None) -> None:
                         has_weights=True, frozen=False, test=True)],
     )  # fmt: skip
     tuned = get_spec("test_tuned")
-    assert tuned.has_weights and not tuned.frozen and not resolve_config("test_tuned").freeze
+    assert tuned.has_weights and not tuned.frozen_by_default
+    assert not resolve_config("test_tuned").freeze
+    assert tuned.weights_and_freeze(None, None, None) == (True, False)
+    assert tuned.weights_and_freeze(None, None, True) == (True, True)
     row = next(r for r in describe_models("test_tuned", include_test=True))
     assert row["has_weights"] and row["pretrained_by_default"] and not row["frozen_by_default"]
-    # Frozen random features never learn: refused when registered.
-    with pytest.raises(ValueError, match="frozen by default, but has no weights"):
+    # A custom network loads no weights, so it cannot freeze them.
+    with pytest.raises(ValueError, match="frozen, but its builder loads no weights"):
         register_architecture(
-            "test_frozen", kind="timm", build=build_backbone, loads_weights=True,
-            configs=[Config("test_frozen", "", 3, 32, 256, None, args={"arch": "test_resnet"},
-                            frozen=True)],
+            "test_frozen", kind="custom", build=build_plainnet,
+            configs=[Config("test_frozen", "", 3, 32, 256, None, frozen=True)],
         )  # fmt: skip
     with pytest.raises(ValueError, match="has weights its builder cannot load"):
         register_architecture(
             "test_custom_weights", kind="custom", build=build_plainnet,
             configs=[Config("test_cw", "", 3, 32, 256, None, has_weights=True)],
         )  # fmt: skip
+
+
+def test_the_users_weights_and_freeze_choices() -> None:
+    resnet = get_spec("resnet18")
+    assert resnet.weights_and_freeze(False, None, None) == (False, False)  # --no-pretrained
+    assert resnet.weights_and_freeze(None, None, False) == (True, False)  # --no-freeze
+    assert resnet.weights_and_freeze(False, "r.pth", None) == (True, True)  # a file wins
+    # timm has no weights for seresnet18: trained whole, unless a local file is given (frozen).
+    bare = get_spec("timm/seresnet18")
+    assert not bare.has_weights and not resolve_config("timm/seresnet18").freeze
+    assert bare.weights_and_freeze(None, None, None) == (False, False)
+    assert bare.weights_and_freeze(None, "s.pth", None) == (True, True)
+    tiny = get_spec("test_tiny")
+    assert tiny.weights_and_freeze(None, None, None) == (False, False)
+    with pytest.raises(BadInputError, match="--freeze without pretrained weights.*pick a pre"):
+        tiny.weights_and_freeze(None, None, True)
+    with pytest.raises(BadInputError, match="--freeze without.*--pretrained, or --weights FILE"):
+        resnet.weights_and_freeze(False, None, True)
+    with pytest.raises(BadInputError, match="--pretrained: test_tiny has no pretrained weights"):
+        tiny.weights_and_freeze(True, None, None)
+    with pytest.raises(BadInputError, match="--weights w.pth: test_tiny is trained from scratch"):
+        tiny.weights_and_freeze(None, "w.pth", None)
 
 
 def test_models_without_weights_refuse_them(tmp_path: Path) -> None:
@@ -133,7 +159,6 @@ def test_models_without_weights_refuse_them(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="--weights .*test_tiny is trained from scratch"):
         create_model(config, pretrained=True, weights=str(tmp_path / "w.pth"))
     timm_config = resolve_config("timm/seresnet18")  # timm has no weights for it
-    assert not get_spec("timm/seresnet18").has_weights and not timm_config.freeze
     with pytest.raises(BadInputError, match="has no pretrained weights.*--weights FILE"):
         create_model(timm_config, pretrained=True)
 

@@ -131,7 +131,7 @@ def resolve_config(
             mean=_channel_stats(default.mean, ch),
             std=_channel_stats(default.std, ch),
         ),
-        freeze=spec.frozen if freeze is None else freeze,
+        freeze=spec.frozen_by_default if freeze is None else freeze,
         task=task,
     )
 
@@ -154,7 +154,7 @@ def describe_models(pattern: str = "*", include_test: bool = False) -> list[dict
                 "input": f"{'gray' if spec.input.channels == 1 else 'RGB'} "
                 f"{spec.input.size} px{crop}",
                 "has_weights": spec.has_weights,
-                "frozen_by_default": spec.frozen,
+                "frozen_by_default": spec.frozen_by_default,
                 "pretrained_by_default": spec.has_weights,
                 "description": spec.description,
             }

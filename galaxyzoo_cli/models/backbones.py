@@ -128,8 +128,8 @@ def build_backbone(
 
 
 def timm_spec(arch: str) -> ModelSpec:
-    """A spec for any timm architecture, with its input size and normalisation from timm (and its
-    weights, if timm has a pretrained checkpoint for it; frozen by default then)."""
+    """A spec for any timm architecture, with its input size and normalisation from timm, and its
+    weights if timm has a pretrained checkpoint for it (loaded weights are frozen by default)."""
     import timm
 
     if not timm.is_model(arch):
@@ -150,7 +150,7 @@ def timm_spec(arch: str) -> ModelSpec:
         mean=tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN,
         std=tuple(cfg.std) if cfg is not None else IMAGENET_STD,
         has_weights=has_weights,
-        frozen=has_weights,
+        frozen=True,
     )
     return spec_of(TIMM, config)
 

@@ -58,8 +58,8 @@ class Config:
     """A pretrained checkpoint exists for it (timm's, or a hub name in ``args``), loaded unless
     ``--no-pretrained``."""
     frozen: bool = False
-    """Its features are frozen by default (``--no-freeze`` trains them): only with weights, since
-    frozen random features never learn."""
+    """Loaded weights (its own, or ``--weights FILE``) stay frozen by default: only the head
+    trains unless ``--no-freeze``. Never random ones: frozen random features never learn."""
     test: bool = False
     """A tiny model for tests (listed with ``galaxyzoo models --all``)."""
 
@@ -89,12 +89,19 @@ class ModelSpec:
     parameters: int | None
     args: Mapping[str, Any]
     has_weights: bool = False
+    """A pretrained checkpoint exists, loaded by default (:attr:`Config.has_weights`)."""
     frozen: bool = False
+    """Loaded weights stay frozen by default (:attr:`Config.frozen`)."""
     test: bool = False
 
     @property
     def kind(self) -> str:
         return self.architecture.kind
+
+    @property
+    def frozen_by_default(self) -> bool:
+        """Its own weights are loaded and stay frozen unless the user says otherwise."""
+        return self.has_weights and self.frozen
 
     @property
     def pretrained(self) -> bool:
@@ -116,6 +123,28 @@ class ModelSpec:
                 + (", or give a local file with --weights FILE." if self.architecture.loads_weights
                    else ".")
             )  # fmt: skip
+
+    def weights_and_freeze(
+        self, pretrained: bool | None, weights: str | None, freeze: bool | None
+    ) -> tuple[bool, bool]:
+        """Whether to load weights (its own, or the local file ``weights``) and whether to freeze
+        the features, from the user's choices (None: this model's defaults); refused with the
+        option to drop if this model cannot load them or would freeze random features."""
+        load = weights is not None or (self.has_weights if pretrained is None else pretrained)
+        self.check_weights(load, weights)
+        frozen = (load and self.frozen) if freeze is None else freeze
+        if frozen and not load:
+            fix = (
+                "load pretrained weights (--pretrained, or --weights FILE)"
+                if self.architecture.loads_weights
+                else "pick a pretrained backbone (`galaxyzoo models`)"
+            )
+            raise BadInputError(
+                f"--freeze without pretrained weights: {self.name}'s features would stay random "
+                f"and only the head would learn. Drop --freeze to train the whole network, or "
+                f"{fix}."
+            )
+        return load, frozen
 
     def build(
         self, input_spec: InputSpec, *, pretrained: bool = False, weights: str | None = None
@@ -194,8 +223,8 @@ def register_architecture(
         key = config.name.lower()
         if key != config.name or key in _REGISTRY or any(s.name == key for s in specs):
             raise ValueError(f"model {config.name!r}: registered twice, or not lower case")
-        if config.frozen and not config.has_weights:
-            raise ValueError(f"model {config.name!r}: frozen by default, but has no weights")
+        if config.frozen and not loads_weights:
+            raise ValueError(f"model {config.name!r}: frozen, but its builder loads no weights")
         if config.has_weights and not loads_weights:
             raise ValueError(f"model {config.name!r}: has weights its builder cannot load")
         _check_args(build, config.name, config.args, loads_weights)
