@@ -155,6 +155,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 30,
         "lr": 2e-3,
     },
+    "lite0-imagenet-96": {**LITE0, "image_size": 96},
+    "lite0-scratch-96": {**LITE0, "image_size": 96, "weights": None, "pretrained": False},
+    "lite0-imagenet-frozen-96": {
+        **LITE0,
+        "image_size": 96,
+        "freeze": True,
+        "augment": False,
+        "epochs": 30,
+        "lr": 2e-3,
+    },
     "w16-96px-onecycle-sigmoid": {
         **FULL,
         "arch": {"width": 16},
