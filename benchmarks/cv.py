@@ -194,7 +194,7 @@ def _arch_model(arch: dict[str, Any]) -> str:
         register_model(
             name, kind="custom", description=f"{net} {arch}", channels=3, image_size=64,
             crop=256, test=True, parameters=0,
-        )(lambda channels, **_: factory(channels, **kwargs))  # fmt: skip
+        )(lambda input_spec: factory(input_spec.channels, **kwargs))  # fmt: skip
     return name
 
 
