@@ -1,11 +1,11 @@
 """The figures of a run, drawn with matplotlib (imported lazily, headless Agg backend) from what
-:func:`galaxyzoo_cli.plotting.collect_run` gathers: curves, accuracy, scatter, gallery, comparison.
+:func:`galaxyzoo_cli.plotting.collect_runs` gathers: curves, accuracy, scatter, gallery, comparison.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +18,12 @@ from galaxyzoo_cli.files import atomic_path, to_json
 from galaxyzoo_cli.images import InputSpec, load_image
 from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse
 from galaxyzoo_cli.schema import QUESTIONS, Question, question
+from galaxyzoo_cli.summary import read_summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from galaxyzoo_cli.runs import Checkpoint
 
 
 def pyplot() -> Any:
@@ -87,6 +90,13 @@ class RunData:
     """Column means of the run's training labels: the mean baseline."""
     model: str = ""
     """The run's model (architecture) name."""
+    summary: Mapping[str, Any] | None = None
+    """The run's summary (:func:`galaxyzoo_cli.summary.read_summary`): its best epoch. None: read
+    from ``run_dir`` when a figure needs it."""
+    checkpoint: Checkpoint | None = None
+    """The checkpoint the run was read from (its model is built only to predict)."""
+    data_dir: Path | None = None
+    """The data folder its galaxies are read from."""
 
 
 def question_label(q: Question) -> str:
@@ -108,17 +118,15 @@ def _val_metric(metrics: list[dict[str, float]]) -> str:
     return next((k for k in (metrics[0] if metrics else {}) if k in _METRICS), "val_rmse")
 
 
-def _best_index(metrics: list[dict[str, float]]) -> int | None:
-    """Row of the best epoch: lowest validation loss (as training keeps it), else lowest RMSE;
-    for a finetuned classification, the highest validation metric (as finetune keeps it)."""
-    key = _val_metric(metrics)
-    if key in ("val_roc_auc", "val_accuracy") and np.isfinite(_column(metrics, key)).any():
-        return int(np.nanargmax(_column(metrics, key)))
-    for key in ("val_loss", "val_rmse"):
-        values = _column(metrics, key)
-        if np.isfinite(values).any():
-            return int(np.nanargmin(values))
-    return None
+def best_index(run: RunData) -> int | None:
+    """The row of ``run.metrics`` of the run's best epoch: the one its summary names, by the one
+    definition of best (the epoch ``weights/best.pt`` keeps, :mod:`galaxyzoo_cli.summary`); None
+    when there is none."""
+    summary = run.summary if run.summary is not None else read_summary(run.run_dir)
+    best_epoch = summary.get("best_epoch") if summary is not None else None
+    if best_epoch is None:
+        return None
+    return next((row for row, m in enumerate(run.metrics) if m.get("epoch") == best_epoch), None)
 
 
 def loss_figure(run: RunData) -> Figure:
@@ -128,7 +136,7 @@ def loss_figure(run: RunData) -> Figure:
     plt = pyplot()
     epoch = _column(run.metrics, "epoch")
     marker = "o" if len(epoch) <= 40 else None
-    best = _best_index(run.metrics)
+    best = best_index(run)
     with plt.rc_context(_STYLE):
         fig, (ax_loss, ax_rmse) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
         for key, label, color in (
@@ -344,7 +352,9 @@ def compare_figure(runs: Sequence[RunData]) -> Figure:
             color = colors[i % len(colors)]
             if run.metrics:
                 rmse = _column(run.metrics, "val_rmse")
-                best = f" (best {np.nanmin(rmse):.4f})" if np.isfinite(rmse).any() else ""
+                row = best_index(run)  # the kept epoch's RMSE, not the lowest one
+                shown = row is not None and np.isfinite(rmse[row])
+                best = f" (best {rmse[row]:.4f})" if shown else ""
                 ax_curve.plot(
                     _column(run.metrics, "epoch"),
                     rmse,

@@ -20,10 +20,10 @@ import numpy as np
 
 from galaxyzoo_cli import __version__, provenance
 from galaxyzoo_cli.data import Catalogue
-from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.figures import (
     RunData,
     accuracy_figure,
+    best_index,
     compare_figure,
     loss_figure,
     pyplot,
@@ -34,9 +34,10 @@ from galaxyzoo_cli.figures import (
 from galaxyzoo_cli.files import write_text_atomic
 from galaxyzoo_cli.images import load_image
 from galaxyzoo_cli.metrics import score
-from galaxyzoo_cli.plotting import collect_run
+from galaxyzoo_cli.plotting import collect_runs, runs_provenance
 from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.runs import load_checkpoint, resolve_run
+from galaxyzoo_cli.run_args import resolve_runs
+from galaxyzoo_cli.runs import Checkpoint
 from galaxyzoo_cli.schema import QUESTIONS, question
 
 _GALLERY = 6
@@ -92,31 +93,22 @@ def report(
     report of other runs)."""
     import time
 
-    from galaxyzoo_cli.device import choose_device
-
     start = time.perf_counter()
-    if not runs:
-        raise BadInputError("give at least one RUN (a run folder or checkpoint).")
-    refs = [resolve_run(r) for r in runs]
-    dev = choose_device(device, reporter)
-    catalogues: dict[Path, Catalogue] = {}
-    names = [ref.run_dir.resolve().name for ref in refs]
-    collected = [
-        collect_run(ref.checkpoint, name, dev, data_dir, catalogues, use_cache, workers, reporter)
-        for ref, name in zip(refs, names, strict=True)
-    ]
-    prov = provenance.record(
-        "report", [e for r in collected for e in r.provenance["runs"]],
-        data_dirs=[r.provenance["data_dir"] for r in collected],
+    refs = resolve_runs(runs)
+    collected = collect_runs(
+        refs, data_dir=data_dir, device=device, use_cache=use_cache, workers=workers,
+        reporter=reporter,
     )  # fmt: skip
+    prov = runs_provenance("report", collected)
+    names = [run.name for run in collected]
     title = "Galaxy Zoo run report: " + ", ".join(names)
     made = f"galaxyzoo-cli {__version__}, {prov['created']}"
     body = [f"<h1>{html.escape(title)}</h1>", f"<p class=muted>{html.escape(made)}</p>"]
     if len(collected) > 1:
         body += ["<h2>Comparison</h2>", _comparison_table(collected),
                  _figure(compare_figure(collected), "validation RMSE of every run")]  # fmt: skip
-    for ref, run in zip(refs, collected, strict=True):
-        body += _run_section(run, ref.checkpoint)
+    for run in collected:
+        body += _run_section(run)
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
@@ -177,7 +169,8 @@ def _comparison_table(runs: Sequence[RunData]) -> str:
     rows = []
     for run in runs:
         rmse = score(run.val.pred, run.val.cat.labels).rmse if run.val else math.nan
-        best = min((m.get("val_rmse", math.nan) for m in run.metrics), default=math.nan)
+        row = best_index(run)  # the kept epoch's RMSE (not the lowest: a bce run keeps by loss)
+        best = run.metrics[row].get("val_rmse", math.nan) if row is not None else math.nan
         seen = f", {run.input.describe()}" if run.input is not None else ""
         rows.append(f"<tr><td>{html.escape(run.name)}</td>"
                     f"<td>{html.escape((run.model or '?') + seen)}</td><td>{len(run.metrics)}</td>"
@@ -187,9 +180,10 @@ def _comparison_table(runs: Sequence[RunData]) -> str:
             + "".join(rows) + "</table>")  # fmt: skip
 
 
-def _run_section(run: RunData, checkpoint: Path) -> list[str]:
-    ckpt = load_checkpoint(checkpoint)
-    out = [f"<h2>{html.escape(run.name)}</h2>", "<h3>Settings</h3>", _settings_table(ckpt)]
+def _run_section(run: RunData) -> list[str]:
+    assert run.checkpoint is not None
+    out = [f"<h2>{html.escape(run.name)}</h2>", "<h3>Settings</h3>",
+           _settings_table(run.checkpoint)]  # fmt: skip
     if run.val is not None:
         out += ["<h3>Validation</h3>", _metrics_tables(run)]
     else:
@@ -205,7 +199,7 @@ def _run_section(run: RunData, checkpoint: Path) -> list[str]:
     return out
 
 
-def _settings_table(ckpt: Any) -> str:
+def _settings_table(ckpt: Checkpoint) -> str:
     settings = ckpt.settings.as_dict()
     shown = {
         "model": ckpt.model.name,
