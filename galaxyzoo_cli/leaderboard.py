@@ -70,20 +70,27 @@ class RunsTable:
         head = ("run", "model", "task", "epochs", "best val", "evaluated", "minutes", "date",
                 "status")  # fmt: skip
         lines = [head]
-        for r in self.rows:
-            evaluated = "–" if math.isnan(r.eval_rmse) else f"{r.eval_rmse:.5f} (tta {r.eval_tta})"
-            best = "–" if math.isnan(r.val_rmse) else f"{r.val_rmse:.5f}"
-            if r.task != "tree":
-                best = f"{r.val_metric} " + ("–" if math.isnan(r.val_best) else f"{r.val_best:.5f}")
+        for run in self.rows:
+            evaluated = _five_places(run.eval_rmse)
+            if evaluated != "–":
+                evaluated += f" (tta {run.eval_tta})"
+            best = _five_places(run.val_rmse)
+            if run.task != "tree":
+                best = f"{run.val_metric} {_five_places(run.val_best)}"
+            epochs = f"{run.epochs}/{run.epochs_asked or '?'}"
             lines.append((
-                r.name, r.model, r.task, f"{r.epochs}/{r.epochs_asked or '?'}", best, evaluated,
-                f"{r.minutes:.1f}", r.date[:16].replace("T", " "), r.status,
+                run.name, run.model, run.task, epochs, best, evaluated, f"{run.minutes:.1f}",
+                run.date[:16].replace("T", " "), run.status,
             ))  # fmt: skip
         widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
         return "\n".join(
             "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in lines
         )
+
+
+def _five_places(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.5f}"
 
 
 def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTable:
@@ -96,7 +103,8 @@ def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTabl
             f"{runs_dir}: no such runs folder. Give the folder that `train --runs-dir` wrote "
             "to as the argument: `galaxyzoo runs RUNS_DIR` (or set GALAXYZOO_RUNS_DIR)."
         )
-    rows = [_row(d) for d in sorted(runs_dir.iterdir()) if (d / "config.json").is_file()]
+    folders = sorted(runs_dir.iterdir())
+    rows = [_run_row(folder) for folder in folders if (folder / "config.json").is_file()]
     if sort == "date":
         rows.sort(key=lambda r: r.date, reverse=True)
     elif sort == "name":
@@ -106,8 +114,8 @@ def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTabl
     return RunsTable(runs_dir, rows, sort)
 
 
-def _row(run_dir: Path) -> RunRow:
-    config = _json(run_dir / "config.json")
+def _run_row(run_dir: Path) -> RunRow:
+    config = _read_json(run_dir / "config.json")
     summary = read_summary(run_dir) or {}
     best = summary.get("best") or {}  # the best epoch's metrics.csv row
     model = _mapping(config.get("model"))
@@ -118,7 +126,7 @@ def _row(run_dir: Path) -> RunRow:
         metric = next((k[4:] for k in best if k.startswith("val_") and k != "val_loss"), "loss")
     best_eval, tta = math.inf, None
     for path in run_dir.glob("eval*.json"):
-        found = _json(path)
+        found = _read_json(path)
         value = found.get("rmse") if kind == "tree" else found.get("value")
         if kind != "tree" and isinstance(value, float) and metric in ("roc_auc", "accuracy"):
             value = -value  # higher is better: keep the best as the lowest, shown positive
@@ -147,7 +155,7 @@ def _number(value: Any, missing: float = math.nan) -> float:
     return float(value) if isinstance(value, (int, float)) else missing
 
 
-def _json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         return _mapping(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
@@ -159,7 +167,7 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _status(run_dir: Path) -> str:
-    status = _json(run_dir / "status.json")
+    status = _read_json(run_dir / "status.json")
     state = status.get("status", "unknown")
     if state == "finished" and status.get("stopped_early"):
         return "stopped early"

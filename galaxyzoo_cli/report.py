@@ -28,8 +28,8 @@ from galaxyzoo_cli.figures import (
     loss_figure,
     pyplot,
     scatter_figure,
-    shown_right,
-    top_path,
+    shown_questions,
+    top_answers,
 )
 from galaxyzoo_cli.files import write_text_atomic
 from galaxyzoo_cli.images import load_image
@@ -38,7 +38,7 @@ from galaxyzoo_cli.plotting import collect_runs, runs_provenance
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.run_args import resolve_runs
 from galaxyzoo_cli.runs import Checkpoint
-from galaxyzoo_cli.schema import QUESTIONS, question
+from galaxyzoo_cli.schema import QUESTIONS
 
 _GALLERY = 6
 _STYLE = """
@@ -115,7 +115,7 @@ def report(
         + "\n".join(body)
         + "<h2>Provenance</h2><p class=muted>How this page was made, and from which files "
         "(the checkpoints' SHA-256 identify them).</p>"
-        + f"<table class=provenance>{_rows(prov)}</table></body></html>\n"
+        + f"<table class=provenance>{_table_rows(prov)}</table></body></html>\n"
     )
     default = refs[0].run_dir / "report.html"
     target = provenance.output_path(default, out, prov, reporter)
@@ -132,11 +132,12 @@ def _figure(fig: Any, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def _num(x: float, digits: int = 4) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+def _decimal(value: float | None, digits: int = 4) -> str:
+    """A figure with ``digits`` decimals; – for none."""
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _value(value: Any) -> str:
+def _html_value(value: Any) -> str:
     """A setting or provenance value as HTML: yes/no for booleans, – for none, lists one item a
     line, mappings as a nested table."""
     if isinstance(value, bool):
@@ -144,23 +145,23 @@ def _value(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, dict):
-        return f"<table>{_rows(value)}</table>" if value else "–"
+        return f"<table>{_table_rows(value)}</table>" if value else "–"
     if isinstance(value, (list, tuple)):
         if not value:
             return "–"
         if all(not isinstance(v, (dict, list, tuple)) for v in value):
-            return ", ".join(_value(v) for v in value)
-        return "<br>".join(_value(v) for v in value)
+            return ", ".join(_html_value(v) for v in value)
+        return "<br>".join(_html_value(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
     text = html.escape(str(value))
     return f"<code>{text}</code>" if len(text) > 40 and " " not in text else text
 
 
-def _rows(mapping: dict[str, Any]) -> str:
+def _table_rows(mapping: dict[str, Any]) -> str:
     """Table rows ``key | value`` (keys with underscores shown with spaces)."""
     return "".join(
-        f"<tr><td>{html.escape(str(k).replace('_', ' '))}</td><td>{_value(v)}</td></tr>"
+        f"<tr><td>{html.escape(str(k).replace('_', ' '))}</td><td>{_html_value(v)}</td></tr>"
         for k, v in mapping.items()
     )
 
@@ -174,7 +175,7 @@ def _comparison_table(runs: Sequence[RunData]) -> str:
         seen = f", {run.input.describe()}" if run.input is not None else ""
         rows.append(f"<tr><td>{html.escape(run.name)}</td>"
                     f"<td>{html.escape((run.model or '?') + seen)}</td><td>{len(run.metrics)}</td>"
-                    f"<td>{_num(best)}</td><td>{_num(rmse)}</td></tr>")  # fmt: skip
+                    f"<td>{_decimal(best)}</td><td>{_decimal(rmse)}</td></tr>")  # fmt: skip
     return ("<table class=compare><tr><th>run</th><th>model</th><th>epochs</th>"
             "<th>best validation RMSE (training)</th><th>validation RMSE (now)</th></tr>"
             + "".join(rows) + "</table>")  # fmt: skip
@@ -215,7 +216,7 @@ def _settings_table(ckpt: Checkpoint) -> str:
         "validation galaxies": len(ckpt.val_ids),
         "written by": f"galaxyzoo-cli {ckpt.version}",
     }  # fmt: skip
-    return f"<table class=settings>{_rows(shown)}</table>"
+    return f"<table class=settings>{_table_rows(shown)}</table>"
 
 
 def _metrics_tables(run: RunData) -> str:
@@ -225,19 +226,23 @@ def _metrics_tables(run: RunData) -> str:
     zeros = score(np.zeros_like(target), target)
     mean = score(np.broadcast_to(run.training_means, target.shape), target) if (
         run.training_means is not None) else None  # fmt: skip
+    mean_row = (
+        f"<tr><td>training mean</td><td>{_decimal(mean.rmse, 5)}</td><td></td></tr>" if mean else ""
+    )
     top = (
         "<table><tr><th>predictor</th><th>Kaggle RMSE</th><th>galaxies</th></tr>"
-        f"<tr><td>this model</td><td><b>{_num(model.rmse, 5)}</b></td>"
+        f"<tr><td>this model</td><td><b>{_decimal(model.rmse, 5)}</b></td>"
         f"<td>{model.n_images}</td></tr>"
-        + (f"<tr><td>training mean</td><td>{_num(mean.rmse, 5)}</td><td></td></tr>" if mean else "")
-        + f"<tr><td>zeros</td><td>{_num(zeros.rmse, 5)}</td><td></td></tr></table>"
+        + mean_row
+        + f"<tr><td>zeros</td><td>{_decimal(zeros.rmse, 5)}</td><td></td></tr></table>"
     )
     rows = []
-    for q, s in zip(QUESTIONS, model.questions, strict=True):
-        base = _num(mean.questions[q.number - 1].rmse) if mean else "–"
+    for q, scored in zip(QUESTIONS, model.questions, strict=True):
+        base = _decimal(mean.questions[q.number - 1].rmse) if mean else "–"
         rows.append(
-            f"<tr><td>Q{q.number} {html.escape(q.text)}</td><td>{_num(s.rmse)}</td>"
-            f"<td>{base}</td><td>{_num(s.accuracy, 3)}</td><td>{s.n_accuracy}</td></tr>"
+            f"<tr><td>Q{q.number} {html.escape(q.text)}</td><td>{_decimal(scored.rmse)}</td>"
+            f"<td>{base}</td><td>{_decimal(scored.accuracy, 3)}</td>"
+            f"<td>{scored.n_accuracy}</td></tr>"
         )
     per_q = (
         "<table><tr><th>question</th><th>RMSE</th><th>mean baseline</th><th>accuracy</th>"
@@ -250,20 +255,22 @@ def _galleries(run: RunData) -> list[str]:
     """The best and worst predicted validation galaxies, as the model saw them."""
     assert run.val is not None
     cat, pred = run.val.cat, run.val.pred
-    err = np.nanmean((pred - cat.labels) ** 2, axis=1)
-    order = np.argsort(err)
+    mse = np.nanmean((pred - cat.labels) ** 2, axis=1)
+    order = np.argsort(mse)
     out = []
     picks = (("Best predicted", order[:_GALLERY]), ("Worst predicted", order[::-1][:_GALLERY]))
     for title, pick in picks:
-        cards = [_card(cat, pred, int(i), float(np.sqrt(err[i])), run) for i in pick]
+        cards = [_galaxy_card(cat, pred, int(galaxy), float(np.sqrt(mse[galaxy])), run)
+                 for galaxy in pick]  # fmt: skip
         out += [f"<h3>{title} validation galaxies</h3>", "<div class=gallery>",
                 *cards, "</div>"]  # fmt: skip
     return out
 
 
-def _card(cat: Catalogue, pred: np.ndarray, i: int, rmse: float, run: RunData) -> str:
+def _galaxy_card(cat: Catalogue, pred: np.ndarray, galaxy: int, rmse: float, run: RunData) -> str:
+    """A validation galaxy as the model saw it, captioned like the gallery figure."""
     assert run.input is not None
-    pixels = load_image(cat.paths[i], run.input)
+    pixels = load_image(cat.paths[galaxy], run.input)
     from PIL import Image
 
     img = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
@@ -271,17 +278,16 @@ def _card(cat: Catalogue, pred: np.ndarray, i: int, rmse: float, run: RunData) -
     img.save(buf, format="PNG")
     data = base64.b64encode(buf.getvalue()).decode()
     lines = []
-    for number in top_path(cat.labels[i])[:1] + top_path(cat.labels[i])[1:][-1:]:
-        q = question(number)
-        t, p = cat.labels[i][q.slice], pred[i][q.slice]
-        ti, pi = int(np.argmax(t)), int(np.argmax(p))
-        css = "good" if shown_right(cat.labels[i], pred[i], number) else "bad"
+    for answers in (top_answers(cat.labels[galaxy], pred[galaxy], number)
+                    for number in shown_questions(cat.labels[galaxy])):  # fmt: skip
+        number = answers.number
         lines.append(
-            f"Q{number} true: {html.escape(q.answers[ti])} ({t[ti]:.2f})<br>"
-            f"<span class={css}>Q{number} predicted: {html.escape(q.answers[pi])} "
-            f"({p[pi]:.2f})</span>"
+            f"Q{number} true: {html.escape(answers.true_answer)} ({answers.true_fraction:.2f})<br>"
+            f"<span class={'good' if answers.right else 'bad'}>Q{number} predicted: "
+            f"{html.escape(answers.predicted_answer)} ({answers.predicted_fraction:.2f})</span>"
         )
     return (
-        f'<div class=galaxy><img alt="GalaxyID {cat.ids[i]}" src="data:image/png;base64,{data}">'
-        f"<b>GalaxyID {cat.ids[i]}</b> · RMSE {rmse:.3f}<br>" + "<br>".join(lines) + "</div>"
+        f'<div class=galaxy><img alt="GalaxyID {cat.ids[galaxy]}" '
+        f'src="data:image/png;base64,{data}"><b>GalaxyID {cat.ids[galaxy]}</b> · '
+        f"RMSE {rmse:.3f}<br>" + "<br>".join(lines) + "</div>"
     )
