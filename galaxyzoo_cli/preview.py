@@ -66,8 +66,8 @@ def preview(
     """
     if n < 1:
         raise BadInputError(f"-n {n}: show at least 1 galaxy.")
-    mine = images is not None or run is not None
-    specs = list(transforms) or list(("original", MODEL_ROW) if mine else NOTEBOOK_TRANSFORMS)
+    users_own = images is not None or run is not None
+    specs = list(transforms) or list(("original", MODEL_ROW) if users_own else NOTEBOOK_TRANSFORMS)
     model_name, model_spec = _model_input(run) if MODEL_ROW in specs else ("", InputSpec())
     rows = [(_model_label(model_name, model_spec), model_spec) if s == MODEL_ROW else
             (None, parse_transform(s)) for s in specs]  # fmt: skip
