@@ -147,7 +147,7 @@ def collect_runs(
     reporter: Reporter = SILENT,
 ) -> list[RunData]:
     """What the figures of each run are drawn from: its record (:func:`read_run`) and its
-    predictions (:func:`predict_for_figures`), the runs named uniquely (:func:`unique_names`).
+    predictions (:func:`predict_for_figures`), the runs named uniquely (:func:`_unique_names`).
 
     A ``data_dir`` that is not a data folder raises :class:`BadInputError`; so does a run with
     nothing to draw (no metrics.csv rows and no galaxies to predict)."""
@@ -158,14 +158,14 @@ def collect_runs(
     if data_dir is not None:
         catalogues[data_dir] = load_catalogue(data_dir)  # a bad --data-dir is an error, not a skip
     collected = []
-    for ref, name in zip(refs, unique_names([ref.run_dir for ref in refs]), strict=True):
+    for ref, name in zip(refs, _unique_names([ref.run_dir for ref in refs]), strict=True):
         run = read_run(ref, name, data_dir)
         collected.append(predict_for_figures(run, dev, catalogues, use_cache=use_cache,
                                              workers=workers, reporter=reporter))  # fmt: skip
     return collected
 
 
-def unique_names(run_dirs: Sequence[Path]) -> list[str]:
+def _unique_names(run_dirs: Sequence[Path]) -> list[str]:
     """Run folder names, with ``-2``, ``-3``… added to repeats so that file names never collide."""
     names: list[str] = []
     for run_dir in run_dirs:
