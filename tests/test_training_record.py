@@ -81,6 +81,15 @@ def test_summary_names_the_epoch_best_pt_holds(synthetic_data: Path, tmp_path: P
     assert json.loads((result.run_dir / "status.json").read_text())["status"] == "finished"
 
 
+def test_without_validation_the_newest_epoch_is_kept(synthetic_data: Path, tmp_path: Path) -> None:
+    result = train(TrainConfig(**TINY, epochs=2, val_fraction=0.0), data_dir=synthetic_data,
+                   runs_dir=tmp_path)  # fmt: skip
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    best = load_checkpoint(result.run_dir / "weights" / "best.pt")
+    assert result.n_val == 0 and summary["best_epoch"] == best.progress.epoch == 2
+    assert summary["best"]["val_loss"] is None  # strict JSON: no NaN
+
+
 def test_a_stopped_and_resumed_run_continues_the_same_schedule(
     synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
