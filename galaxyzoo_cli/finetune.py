@@ -92,14 +92,7 @@ def _starting_point(
                   "model": ckpt.model.name, "task": ckpt.model.task.describe()}  # fmt: skip
         return config, model_config, features, origin
     spec = get_spec(source)
-    pretrained = config.weights is not None or (
-        spec.pretrained if config.pretrained is None else config.pretrained
-    )
-    if freeze and not pretrained:
-        raise BadInputError(
-            f"--freeze without pretrained weights: {spec.name}'s features would stay random. "
-            "Drop --freeze, or load weights (--pretrained, or --weights FILE)."
-        )
+    pretrained, freeze = spec.weights_and_freeze(config.pretrained, config.weights, freeze)
     model_config = resolve_config(
         source, channels=config.channels, image_size=config.image_size, crop=config.crop,
         freeze=freeze, task=task,

@@ -98,18 +98,11 @@ def prepare(
     reporter = reporter if runtime.is_main else SILENT
     seed_everything(config.seed)
     spec = get_spec(config.model)
-    pretrained = config.weights is not None or (
-        spec.pretrained if config.pretrained is None else config.pretrained
-    )
     if model_config is None:
         # Freezing follows the weights actually loaded: frozen random features never learn.
-        freeze = pretrained if config.freeze is None else config.freeze
-        if freeze and not pretrained:
-            raise BadInputError(
-                f"--freeze without pretrained weights: {spec.name}'s features would stay random "
-                "and only the head would learn. Drop --freeze to train the whole network, or "
-                "load pretrained weights (--pretrained, or --weights FILE)."
-            )
+        pretrained, freeze = spec.weights_and_freeze(
+            config.pretrained, config.weights, config.freeze
+        )
         model_config = resolve_config(
             config.model,
             head=config.head,
@@ -117,6 +110,10 @@ def prepare(
             image_size=config.image_size,
             crop=config.crop,
             freeze=freeze,
+        )
+    else:  # continuing a run: its own choice, saved in its settings
+        pretrained = config.weights is not None or bool(
+            spec.has_weights if config.pretrained is None else config.pretrained
         )
     config = config.replace(
         model=model_config.name,
