@@ -150,7 +150,7 @@ def prepare(
 def _take(x: Images, idx: np.ndarray) -> np.ndarray | torch.Tensor:
     """Rows ``idx`` of cached images, an array or a (GPU) tensor."""
     if isinstance(x, Rows):
-        return x.take(idx)
+        return x[idx]
     if isinstance(x, np.ndarray):
         return x[idx]
     return x[torch.from_numpy(idx).to(x.device)]

@@ -95,7 +95,7 @@ def preview(
     )
     for r, (label, prep) in enumerate(rows):
         for c, i in enumerate(pick):
-            img = load_image(paths[int(i)], prep.pixels(), fits=fits)
+            img = load_image(paths[int(i)], prep, fits=fits)
             ax = axes[r][c]
             if img.shape[0] == 1:
                 ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
