@@ -92,7 +92,7 @@ def parse_bands(bands: object) -> tuple[int, int, int]:
     """Three plane numbers (0-based) from a sequence or from text such as ``"2,1,0"``."""
     parts = bands.split(",") if isinstance(bands, str) else bands
     try:
-        planes = [int(str(p).strip()) for p in parts]  # type: ignore[attr-defined]
+        planes = [int(str(p).strip()) for p in parts]
     except (TypeError, ValueError):  # not a sequence, or 1.5, or "r"
         planes = []
     if len(planes) != 3 or min(planes) < 0:
