@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,7 +89,7 @@ class FitsOptions:
                 "stretch": self.stretch, "q": self.q, "minimum": self.minimum}  # fmt: skip
 
 
-def parse_bands(bands: object) -> tuple[int, int, int]:
+def parse_bands(bands: str | Iterable[object]) -> tuple[int, int, int]:
     """Three plane numbers (0-based) from a sequence or from text such as ``"2,1,0"``."""
     parts = bands.split(",") if isinstance(bands, str) else bands
     try:
