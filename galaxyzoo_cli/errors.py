@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -157,15 +156,3 @@ def _open_files_limit() -> str:
         return str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     except (ImportError, OSError, ValueError):
         return "unknown"
-
-
-def require_runs(
-    runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-) -> list[str | os.PathLike[str]]:
-    """The runs a command reads, as a list (one given alone is a list of one); none is a
-    :class:`BadInputError`."""
-    if isinstance(runs, (str, os.PathLike)):
-        return [runs]
-    if not runs:
-        raise BadInputError("give at least one RUN (a run folder or checkpoint).")
-    return list(runs)

@@ -1,11 +1,11 @@
 """The figures of a run, drawn with matplotlib (imported lazily, headless Agg backend) from what
-:func:`galaxyzoo_cli.plotting.collect_run` gathers: curves, accuracy, scatter, gallery, comparison.
+:func:`galaxyzoo_cli.plotting.collect_runs` gathers: curves, accuracy, scatter, gallery, comparison.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +18,12 @@ from galaxyzoo_cli.files import atomic_path, to_json
 from galaxyzoo_cli.images import InputSpec, load_image
 from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse
 from galaxyzoo_cli.schema import QUESTIONS, Question, question
+from galaxyzoo_cli.summary import read_summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from galaxyzoo_cli.runs import Checkpoint
 
 
 def pyplot() -> Any:
@@ -87,6 +90,13 @@ class RunData:
     """Column means of the run's training labels: the mean baseline."""
     model: str = ""
     """The run's model (architecture) name."""
+    summary: Mapping[str, Any] | None = None
+    """The run's summary (:func:`galaxyzoo_cli.summary.read_summary`): its best epoch. None: read
+    from ``run_dir`` when a figure needs it."""
+    checkpoint: Checkpoint | None = None
+    """The checkpoint the run was read from (its model is built only to predict)."""
+    data_dir: Path | None = None
+    """The data folder its galaxies are read from."""
 
 
 def question_label(q: Question) -> str:
@@ -108,17 +118,15 @@ def _val_metric(metrics: list[dict[str, float]]) -> str:
     return next((k for k in (metrics[0] if metrics else {}) if k in _METRICS), "val_rmse")
 
 
-def _best_index(metrics: list[dict[str, float]]) -> int | None:
-    """Row of the best epoch: lowest validation loss (as training keeps it), else lowest RMSE;
-    for a finetuned classification, the highest validation metric (as finetune keeps it)."""
-    key = _val_metric(metrics)
-    if key in ("val_roc_auc", "val_accuracy") and np.isfinite(_column(metrics, key)).any():
-        return int(np.nanargmax(_column(metrics, key)))
-    for key in ("val_loss", "val_rmse"):
-        values = _column(metrics, key)
-        if np.isfinite(values).any():
-            return int(np.nanargmin(values))
-    return None
+def best_index(run: RunData) -> int | None:
+    """The row of ``run.metrics`` of the run's best epoch: the one its summary names, by the one
+    definition of best (the epoch ``weights/best.pt`` keeps, :mod:`galaxyzoo_cli.summary`); None
+    when there is none."""
+    summary = run.summary if run.summary is not None else read_summary(run.run_dir)
+    best_epoch = summary.get("best_epoch") if summary is not None else None
+    if best_epoch is None:
+        return None
+    return next((row for row, m in enumerate(run.metrics) if m.get("epoch") == best_epoch), None)
 
 
 def loss_figure(run: RunData) -> Figure:
@@ -128,7 +136,7 @@ def loss_figure(run: RunData) -> Figure:
     plt = pyplot()
     epoch = _column(run.metrics, "epoch")
     marker = "o" if len(epoch) <= 40 else None
-    best = _best_index(run.metrics)
+    best = best_index(run)
     with plt.rc_context(_STYLE):
         fig, (ax_loss, ax_rmse) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
         for key, label, color in (
@@ -217,12 +225,13 @@ def scatter_figure(run: RunData) -> Figure:
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(3, 4, figsize=(14, 10.5), layout="constrained", squeeze=False)
         flat = axes.ravel()
-        for ax, q, s in zip(flat, QUESTIONS, run.val.scores, strict=False):
-            for j, answer in enumerate(q.answers):
-                t, p = target[:, q.start + j], pred[:, q.start + j]
-                ok = ~np.isnan(t)
-                ax.scatter(t[ok], p[ok], s=size, alpha=0.5, label=answer, rasterized=True)
-            rmse = "no labels" if np.isnan(s.rmse) else f"RMSE {s.rmse:.3f}"
+        for ax, q, scored in zip(flat, QUESTIONS, run.val.scores, strict=False):
+            for column, answer in enumerate(q.answers, start=q.start):
+                true, predicted = target[:, column], pred[:, column]
+                has_label = ~np.isnan(true)
+                ax.scatter(true[has_label], predicted[has_label], s=size, alpha=0.5, label=answer,
+                           rasterized=True)  # fmt: skip
+            rmse = "no labels" if np.isnan(scored.rmse) else f"RMSE {scored.rmse:.3f}"
             ax.set_title(f"{question_label(q)}\n{rmse}", fontsize=10)
             ax.legend(fontsize=6, loc="upper left", markerscale=1.5, ncol=1 + len(q.answers) // 5)
         labelled = ~np.isnan(target)
@@ -253,13 +262,20 @@ def top_path(values: np.ndarray) -> list[int]:
     frontier = [1]
     while frontier:
         q = question(frontier.pop(0))
-        v = values[q.slice]
-        if np.isnan(v).any():
+        fractions = values[q.slice]
+        if np.isnan(fractions).any():
             continue
         path.append(q.number)
-        top = (q.number, int(np.argmax(v)) + 1)
-        frontier.extend(c.number for c in QUESTIONS if c.parent == top)
+        top = (q.number, int(np.argmax(fractions)) + 1)
+        frontier.extend(child.number for child in QUESTIONS if child.parent == top)
     return path
+
+
+def shown_questions(truth: np.ndarray) -> list[int]:
+    """The questions a galaxy's caption shows: Q1 and the deepest one the volunteers reached on
+    their top-answer path (:func:`top_path`); none when Q1 is unlabelled."""
+    path = top_path(truth)
+    return path[:1] + path[1:][-1:]
 
 
 CLOSE_ENOUGH = 0.15
@@ -267,30 +283,47 @@ CLOSE_ENOUGH = 0.15
 predicted vote fraction is within this of theirs."""
 
 
-def shown_right(truth: np.ndarray, pred: np.ndarray, number: int) -> bool:
-    """Whether question ``number``'s caption shows a right answer: the same top answer as the
-    volunteers', with a vote fraction within :data:`CLOSE_ENOUGH` of theirs."""
-    q = question(number)
-    t, p = truth[q.slice], pred[q.slice]
-    ti = int(np.argmax(t))
-    return ti == int(np.argmax(p)) and abs(float(p[ti]) - float(t[ti])) <= CLOSE_ENOUGH
+@dataclass(frozen=True)
+class TopAnswers:
+    """One question of a galaxy as a caption shows it: the volunteers' top answer and the
+    model's, each with its vote fraction, and whether the model's is right."""
+
+    number: int
+    true_answer: str
+    true_fraction: float
+    predicted_answer: str
+    predicted_fraction: float
+    right: bool
+    """The same top answer as the volunteers', with a vote fraction within
+    :data:`CLOSE_ENOUGH` of theirs."""
 
 
-def caption(truth: np.ndarray, pred: np.ndarray, number: int) -> str:
+def top_answers(truth: np.ndarray, pred: np.ndarray, number: int) -> TopAnswers:
+    """Question ``number``'s top answers in the labels ``truth`` and the prediction ``pred``
+    (37 vote fractions each)."""
     q = question(number)
-    t, p = truth[q.slice], pred[q.slice]
-    ti, pi = int(np.argmax(t)), int(np.argmax(p))
-    mark = "✓" if shown_right(truth, pred, number) else "✗"
+    true, predicted = truth[q.slice], pred[q.slice]
+    true_top, predicted_top = int(np.argmax(true)), int(np.argmax(predicted))
+    close = abs(float(predicted[true_top]) - float(true[true_top])) <= CLOSE_ENOUGH
+    return TopAnswers(
+        number, q.answers[true_top], float(true[true_top]), q.answers[predicted_top],
+        float(predicted[predicted_top]), right=true_top == predicted_top and close,
+    )  # fmt: skip
+
+
+def caption(answers: TopAnswers) -> str:
+    """Two caption lines: the volunteers' top answer, and the model's marked ✓ or ✗."""
+    number, mark = answers.number, "✓" if answers.right else "✗"
     return (
-        f"Q{number} true: {q.answers[ti]} ({t[ti]:.2f})\n"
-        f"Q{number} pred: {q.answers[pi]} ({p[pi]:.2f}) {mark}"
+        f"Q{number} true: {answers.true_answer} ({answers.true_fraction:.2f})\n"
+        f"Q{number} pred: {answers.predicted_answer} ({answers.predicted_fraction:.2f}) {mark}"
     )
 
 
 def gallery_figure(run: RunData) -> Figure:
     """Validation galaxies in full colour, captioned with true and predicted top answers of Q1
     and of the deepest question the volunteers reached; green when every answer shown is right
-    (:func:`shown_right`), red otherwise, a cross marking the wrong ones."""
+    (:attr:`TopAnswers.right`), red otherwise, a cross marking the wrong ones."""
     assert run.val is not None
     plt = pyplot()
     cat, pred = run.val.cat, run.val.pred
@@ -305,18 +338,16 @@ def gallery_figure(run: RunData) -> Figure:
         )
         for ax in axes.ravel():
             ax.axis("off")
-        for ax, i in zip(axes.ravel(), pick, strict=False):
-            truth, guess = cat.labels[i], pred[i]
-            ax.imshow(load_image(cat.paths[int(i)], rgb).transpose(1, 2, 0))
-            path = top_path(truth)
-            shown = path[:1] + path[1:][-1:]
-            lines = [f"GalaxyID {cat.ids[i]}"]
-            lines += [caption(truth, guess, number) for number in shown]
-            right = bool(shown) and all(shown_right(truth, guess, number) for number in shown)
+        for ax, galaxy in zip(axes.ravel(), pick, strict=False):
+            ax.imshow(load_image(cat.paths[int(galaxy)], rgb).transpose(1, 2, 0))
+            shown = [top_answers(cat.labels[galaxy], pred[galaxy], number)
+                     for number in shown_questions(cat.labels[galaxy])]  # fmt: skip
+            lines = [f"GalaxyID {cat.ids[galaxy]}", *(caption(answers) for answers in shown)]
+            right = bool(shown) and all(answers.right for answers in shown)
             ax.set_title(
-                "\n".join(lines) if path else f"{lines[0]}\nQ1 unlabelled",
+                "\n".join(lines) if shown else f"{lines[0]}\nQ1 unlabelled",
                 fontsize=8,
-                color="darkgreen" if right else "firebrick" if path else "0.3",
+                color="darkgreen" if right else "firebrick" if shown else "0.3",
             )
         fig.suptitle(
             f"{run.name}: validation galaxies, true vs predicted top answer (Q1 and the deepest "
@@ -344,7 +375,9 @@ def compare_figure(runs: Sequence[RunData]) -> Figure:
             color = colors[i % len(colors)]
             if run.metrics:
                 rmse = _column(run.metrics, "val_rmse")
-                best = f" (best {np.nanmin(rmse):.4f})" if np.isfinite(rmse).any() else ""
+                row = best_index(run)  # the kept epoch's RMSE, not the lowest one
+                shown = row is not None and np.isfinite(rmse[row])
+                best = f" (best {rmse[row]:.4f})" if shown else ""
                 ax_curve.plot(
                     _column(run.metrics, "epoch"),
                     rmse,
@@ -354,10 +387,10 @@ def compare_figure(runs: Sequence[RunData]) -> Figure:
                     label=f"{run.name}{best}",
                 )
             if run.val is not None:
-                k = scored.index(run)
+                place = scored.index(run)
                 per_q = np.array([s.rmse for s in run.val.scores])
                 ax_bars.bar(
-                    x + (k - (len(scored) - 1) / 2) * width,
+                    x + (place - (len(scored) - 1) / 2) * width,
                     per_q,
                     width,
                     color=color,

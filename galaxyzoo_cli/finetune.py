@@ -4,8 +4,8 @@
 Read :func:`finetune` top to bottom: the labels and the task they imply → the starting point (a
 run's network and input, or a registry model with its pretrained weights) → the images of the
 labelled galaxies → a stratified split → the same loop as ``train``
-(:class:`galaxyzoo_cli.fit.Fit`): the head alone for the first ``head_epochs``, then the whole
-network with layer-wise learning-rate decay, early stopping on the task's metric.
+(:func:`galaxyzoo_cli.training.train_to_the_end`): the head alone for the first ``head_epochs``,
+then the whole network with layer-wise learning-rate decay, early stopping on the task's metric.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from galaxyzoo_cli.settings import EvalSplit, TrainConfig
 from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.tasks import Task, TaskKind, headline, task_scores
 from galaxyzoo_cli.tracking import check_available
-from galaxyzoo_cli.training import TrainResult, _fit_to_the_end, _new_run
+from galaxyzoo_cli.training import TrainResult, new_run, train_to_the_end
 
 if TYPE_CHECKING:
     import torch
@@ -130,7 +130,7 @@ def finetune(
     the features at ``lr_decay`` times the rate of the block above it. Galaxies whose image is
     missing or unreadable are left out and named (``strict``: an error).
     """
-    start = time.perf_counter()
+    started = time.perf_counter()
     config = config or finetune_config()
     config.check()
     check_available(config.log)
@@ -181,14 +181,14 @@ def finetune(
     )  # fmt: skip
     # The model (the run's features, or the registry's weights) with a new head; the run folder.
     fit = Fit(setup, seed=config.seed, features_state=features)
-    run_dir = _new_run(runs_dir, setup, reporter, command="finetune", source=origin,
-                       task=task.as_dict(), labels=str(labels.resolve()))  # fmt: skip
+    run_dir = new_run(runs_dir, setup, reporter, command="finetune", source=origin,
+                      task=task.as_dict(), labels=str(labels.resolve()))  # fmt: skip
     reporter.log(
         f"Task: {task.describe()}; {int((~is_val).sum())} galaxies to train on, "
         f"{int(is_val.sum())} to validate."
     )
-    # The same loop as train's, then the best epoch's weights.
-    return _fit_to_the_end(fit, run_dir, start, reporter)
+    # The same loop as train's, and the finish.
+    return train_to_the_end(fit, run_dir, reporter, started=started)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,12 +48,13 @@ from galaxyzoo_cli.data import (
     write_labels,
 )
 from galaxyzoo_cli.device import autocast, to_float
-from galaxyzoo_cli.errors import BadInputError, require_runs
+from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
 from galaxyzoo_cli.images import InputSpec, batch_for
 from galaxyzoo_cli.metrics import ACCURACY_NOTE, column_means, score
 from galaxyzoo_cli.models.network import GalaxyModel, fuse_for_inference
 from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.run_args import require_runs
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import COLUMNS, ID_COLUMN, N_OUTPUTS, QUESTIONS, Learned
 from galaxyzoo_cli.settings import EvalSplit, EvaluateSettings, PredictSettings

@@ -1,7 +1,11 @@
 """``galaxyzoo runs``: one line per run folder, to see which of many runs to keep.
 
-Read from what each run folder shows (config.json, metrics.csv, status.json, eval*.json), without
-torch: it answers at once for hundreds of runs.
+Read from the small files of each run folder, without torch (it answers at once for hundreds of
+runs): config.json (the run's creation record, written once: its model, task, date and the epochs
+asked), its summary (summary.json, or rebuilt from metrics.csv for runs older than it; see
+:func:`galaxyzoo_cli.summary.read_summary`: the epochs run, the minutes, and the best epoch, the
+one ``weights/best.pt`` keeps, with its figures), status.json (finished, running…) and eval*.json
+(what ``evaluate`` measured).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.runs import read_metrics
+from galaxyzoo_cli.summary import read_summary
 
 SORT_KEYS = ("val_rmse", "eval_rmse", "name", "date", "minutes")
 
@@ -27,7 +31,8 @@ class RunRow:
     epochs: int
     epochs_asked: int | None
     val_rmse: float
-    """Best validation RMSE during training."""
+    """The validation RMSE of the best epoch (the one ``weights/best.pt`` keeps: for the Kaggle
+    tree, the lowest validation loss; not the lowest RMSE when the loss is not the RMSE's)."""
     eval_rmse: float
     """The best evaluated RMSE (eval*.json on the validation split), with its TTA."""
     eval_tta: int | None
@@ -40,7 +45,7 @@ class RunRow:
     val_metric: str = "rmse"
     """A finetuned run's validation metric (roc_auc, accuracy, rmse or loss)."""
     val_best: float = math.nan
-    """A finetuned run's best value of it (its val_rmse column is then empty)."""
+    """A finetuned run's value of it at its best epoch (its val_rmse column is then empty)."""
 
 
 @dataclass
@@ -65,20 +70,27 @@ class RunsTable:
         head = ("run", "model", "task", "epochs", "best val", "evaluated", "minutes", "date",
                 "status")  # fmt: skip
         lines = [head]
-        for r in self.rows:
-            evaluated = "–" if math.isnan(r.eval_rmse) else f"{r.eval_rmse:.5f} (tta {r.eval_tta})"
-            best = "–" if math.isnan(r.val_rmse) else f"{r.val_rmse:.5f}"
-            if r.task != "tree":
-                best = f"{r.val_metric} " + ("–" if math.isnan(r.val_best) else f"{r.val_best:.5f}")
+        for run in self.rows:
+            evaluated = _five_places(run.eval_rmse)
+            if evaluated != "–":
+                evaluated += f" (tta {run.eval_tta})"
+            best = _five_places(run.val_rmse)
+            if run.task != "tree":
+                best = f"{run.val_metric} {_five_places(run.val_best)}"
+            epochs = f"{run.epochs}/{run.epochs_asked or '?'}"
             lines.append((
-                r.name, r.model, r.task, f"{r.epochs}/{r.epochs_asked or '?'}", best, evaluated,
-                f"{r.minutes:.1f}", r.date[:16].replace("T", " "), r.status,
+                run.name, run.model, run.task, epochs, best, evaluated, f"{run.minutes:.1f}",
+                run.date[:16].replace("T", " "), run.status,
             ))  # fmt: skip
         widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
         return "\n".join(
             "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in lines
         )
+
+
+def _five_places(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.5f}"
 
 
 def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTable:
@@ -91,7 +103,8 @@ def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTabl
             f"{runs_dir}: no such runs folder. Give the folder that `train --runs-dir` wrote "
             "to as the argument: `galaxyzoo runs RUNS_DIR` (or set GALAXYZOO_RUNS_DIR)."
         )
-    rows = [_row(d) for d in sorted(runs_dir.iterdir()) if (d / "config.json").is_file()]
+    folders = sorted(runs_dir.iterdir())
+    rows = [_run_row(folder) for folder in folders if (folder / "config.json").is_file()]
     if sort == "date":
         rows.sort(key=lambda r: r.date, reverse=True)
     elif sort == "name":
@@ -101,54 +114,60 @@ def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTabl
     return RunsTable(runs_dir, rows, sort)
 
 
-def _row(run_dir: Path) -> RunRow:
-    config = _json(run_dir / "config.json")
-    metrics = read_metrics(run_dir)
-    val = [m["val_rmse"] for m in metrics if not math.isnan(m.get("val_rmse", math.nan))]
-    task = config.get("task") or {}
+def _run_row(run_dir: Path) -> RunRow:
+    config = _read_json(run_dir / "config.json")
+    summary = read_summary(run_dir) or {}
+    best = summary.get("best") or {}  # the best epoch's metrics.csv row
+    model = _mapping(config.get("model"))
+    task = _mapping(config.get("task") or model.get("task"))
     kind = str(task.get("kind", "tree"))
-    metric, best = "rmse", math.nan
-    if kind != "tree":  # a finetuned run: its metric column (val_roc_auc, …) and best value
-        metric = next((k[4:] for k in (metrics[0] if metrics else {}) if k.startswith("val_")
-                       and k != "val_loss"), "loss")  # fmt: skip
-        values = [m[f"val_{metric}"] for m in metrics if not math.isnan(m[f"val_{metric}"])]
-        pick = max if metric in ("roc_auc", "accuracy") else min
-        best = pick(values) if values else math.nan
+    metric = "rmse"
+    if kind != "tree":  # a finetuned run: its metric column (val_roc_auc, …)
+        metric = next((k[4:] for k in best if k.startswith("val_") and k != "val_loss"), "loss")
     best_eval, tta = math.inf, None
     for path in run_dir.glob("eval*.json"):
-        found = _json(path)
-        rmse = found.get("rmse") if kind == "tree" else found.get("value")
-        if kind != "tree" and isinstance(rmse, float) and metric in ("roc_auc", "accuracy"):
-            rmse = -rmse  # higher is better: keep the best as the lowest, shown positive
-        if found.get("split") == "val" and isinstance(rmse, float) and not rmse >= best_eval:
-            best_eval, tta = rmse, found.get("tta")
+        found = _read_json(path)
+        value = found.get("rmse") if kind == "tree" else found.get("value")
+        if kind != "tree" and isinstance(value, float) and metric in ("roc_auc", "accuracy"):
+            value = -value  # higher is better: keep the best as the lowest, shown positive
+        if found.get("split") == "val" and isinstance(value, float) and not value >= best_eval:
+            best_eval, tta = value, found.get("tta")
+    settings = _mapping(config.get("settings"))
     return RunRow(
         name=run_dir.name,
-        model=str(config.get("model", {}).get("name", "?")),
-        epochs=len(metrics),
-        epochs_asked=config.get("settings", {}).get("epochs"),
-        val_rmse=min(val) if val else math.nan,
+        model=str(model.get("name", "?")),
+        epochs=int(summary.get("epochs_run") or 0),
+        epochs_asked=summary.get("epochs_asked") or settings.get("epochs"),
+        val_rmse=_number(best.get("val_rmse")),
         eval_rmse=abs(best_eval) if math.isfinite(best_eval) else math.nan,
         eval_tta=tta,
-        minutes=sum(m.get("seconds", 0.0) for m in metrics) / 60,
+        minutes=_number(summary.get("train_seconds"), 0.0) / 60,
         date=str(config.get("created", "")),
         status=_status(run_dir),
         task=kind,
         val_metric=metric,
-        val_best=best,
+        val_best=_number(best.get(f"val_{metric}")) if kind != "tree" else math.nan,
     )
 
 
-def _json(path: Path) -> dict[str, Any]:
+def _number(value: Any, missing: float = math.nan) -> float:
+    """A figure read from JSON (None, or not a number: ``missing``)."""
+    return float(value) if isinstance(value, (int, float)) else missing
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        return _mapping(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return {}
-    return found if isinstance(found, dict) else {}
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _status(run_dir: Path) -> str:
-    status = _json(run_dir / "status.json")
+    status = _read_json(run_dir / "status.json")
     state = status.get("status", "unknown")
     if state == "finished" and status.get("stopped_early"):
         return "stopped early"

@@ -66,8 +66,8 @@ def preview(
     """
     if n < 1:
         raise BadInputError(f"-n {n}: show at least 1 galaxy.")
-    mine = images is not None or run is not None
-    specs = list(transforms) or list(("original", MODEL_ROW) if mine else NOTEBOOK_TRANSFORMS)
+    users_own = images is not None or run is not None
+    specs = list(transforms) or list(("original", MODEL_ROW) if users_own else NOTEBOOK_TRANSFORMS)
     model_name, model_spec = _model_input(run) if MODEL_ROW in specs else ("", InputSpec())
     rows = [(_model_label(model_name, model_spec), model_spec) if s == MODEL_ROW else
             (None, parse_transform(s)) for s in specs]  # fmt: skip
@@ -93,19 +93,19 @@ def preview(
     fig, axes = plt.subplots(
         len(rows), len(pick), figsize=(1.9 * len(pick), 2.0 * len(rows)), squeeze=False
     )
-    for r, (label, prep) in enumerate(rows):
-        for c, i in enumerate(pick):
-            img = load_image(paths[int(i)], prep, fits=fits)
-            ax = axes[r][c]
+    for row, (label, prep) in enumerate(rows):
+        for column, galaxy in enumerate(pick):
+            img = load_image(paths[int(galaxy)], prep, fits=fits)
+            ax = axes[row][column]
             if img.shape[0] == 1:
                 ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
             else:
                 ax.imshow(img.transpose(1, 2, 0))
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(str(ids[int(i)]), fontsize=8)
-            if c == 0:  # horizontal, one step per line: a long spec never runs into the next row
+            if row == 0:
+                ax.set_title(str(ids[int(galaxy)]), fontsize=8)
+            if column == 0:  # horizontal, a step a line: a long spec never runs into the next row
                 text = label or "\n".join(prep.describe().split(" + "))
                 ax.set_ylabel(f"{text}\n{img.shape[-1]} px", fontsize=8, rotation=0,
                               ha="right", va="center", labelpad=8)  # fmt: skip

@@ -20,24 +20,25 @@ import numpy as np
 
 from galaxyzoo_cli import __version__, provenance
 from galaxyzoo_cli.data import Catalogue
-from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.figures import (
     RunData,
     accuracy_figure,
+    best_index,
     compare_figure,
     loss_figure,
     pyplot,
     scatter_figure,
-    shown_right,
-    top_path,
+    shown_questions,
+    top_answers,
 )
 from galaxyzoo_cli.files import write_text_atomic
 from galaxyzoo_cli.images import load_image
 from galaxyzoo_cli.metrics import score
-from galaxyzoo_cli.plotting import collect_run
+from galaxyzoo_cli.plotting import collect_runs, runs_provenance
 from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.runs import load_checkpoint, resolve_run
-from galaxyzoo_cli.schema import QUESTIONS, question
+from galaxyzoo_cli.run_args import resolve_runs
+from galaxyzoo_cli.runs import Checkpoint
+from galaxyzoo_cli.schema import QUESTIONS
 
 _GALLERY = 6
 _STYLE = """
@@ -92,38 +93,29 @@ def report(
     report of other runs)."""
     import time
 
-    from galaxyzoo_cli.device import choose_device
-
     start = time.perf_counter()
-    if not runs:
-        raise BadInputError("give at least one RUN (a run folder or checkpoint).")
-    refs = [resolve_run(r) for r in runs]
-    dev = choose_device(device, reporter)
-    catalogues: dict[Path, Catalogue] = {}
-    names = [ref.run_dir.resolve().name for ref in refs]
-    collected = [
-        collect_run(ref.checkpoint, name, dev, data_dir, catalogues, use_cache, workers, reporter)
-        for ref, name in zip(refs, names, strict=True)
-    ]
-    prov = provenance.record(
-        "report", [e for r in collected for e in r.provenance["runs"]],
-        data_dirs=[r.provenance["data_dir"] for r in collected],
+    refs = resolve_runs(runs)
+    collected = collect_runs(
+        refs, data_dir=data_dir, device=device, use_cache=use_cache, workers=workers,
+        reporter=reporter,
     )  # fmt: skip
+    prov = runs_provenance("report", collected)
+    names = [run.name for run in collected]
     title = "Galaxy Zoo run report: " + ", ".join(names)
     made = f"galaxyzoo-cli {__version__}, {prov['created']}"
     body = [f"<h1>{html.escape(title)}</h1>", f"<p class=muted>{html.escape(made)}</p>"]
     if len(collected) > 1:
         body += ["<h2>Comparison</h2>", _comparison_table(collected),
                  _figure(compare_figure(collected), "validation RMSE of every run")]  # fmt: skip
-    for ref, run in zip(refs, collected, strict=True):
-        body += _run_section(run, ref.checkpoint)
+    for run in collected:
+        body += _run_section(run)
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         + "\n".join(body)
         + "<h2>Provenance</h2><p class=muted>How this page was made, and from which files "
         "(the checkpoints' SHA-256 identify them).</p>"
-        + f"<table class=provenance>{_rows(prov)}</table></body></html>\n"
+        + f"<table class=provenance>{_table_rows(prov)}</table></body></html>\n"
     )
     default = refs[0].run_dir / "report.html"
     target = provenance.output_path(default, out, prov, reporter)
@@ -140,11 +132,12 @@ def _figure(fig: Any, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def _num(x: float, digits: int = 4) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+def _decimal(value: float | None, digits: int = 4) -> str:
+    """A figure with ``digits`` decimals; – for none."""
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _value(value: Any) -> str:
+def _html_value(value: Any) -> str:
     """A setting or provenance value as HTML: yes/no for booleans, – for none, lists one item a
     line, mappings as a nested table."""
     if isinstance(value, bool):
@@ -152,23 +145,23 @@ def _value(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, dict):
-        return f"<table>{_rows(value)}</table>" if value else "–"
+        return f"<table>{_table_rows(value)}</table>" if value else "–"
     if isinstance(value, (list, tuple)):
         if not value:
             return "–"
         if all(not isinstance(v, (dict, list, tuple)) for v in value):
-            return ", ".join(_value(v) for v in value)
-        return "<br>".join(_value(v) for v in value)
+            return ", ".join(_html_value(v) for v in value)
+        return "<br>".join(_html_value(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
     text = html.escape(str(value))
     return f"<code>{text}</code>" if len(text) > 40 and " " not in text else text
 
 
-def _rows(mapping: dict[str, Any]) -> str:
+def _table_rows(mapping: dict[str, Any]) -> str:
     """Table rows ``key | value`` (keys with underscores shown with spaces)."""
     return "".join(
-        f"<tr><td>{html.escape(str(k).replace('_', ' '))}</td><td>{_value(v)}</td></tr>"
+        f"<tr><td>{html.escape(str(k).replace('_', ' '))}</td><td>{_html_value(v)}</td></tr>"
         for k, v in mapping.items()
     )
 
@@ -177,19 +170,21 @@ def _comparison_table(runs: Sequence[RunData]) -> str:
     rows = []
     for run in runs:
         rmse = score(run.val.pred, run.val.cat.labels).rmse if run.val else math.nan
-        best = min((m.get("val_rmse", math.nan) for m in run.metrics), default=math.nan)
+        row = best_index(run)  # the kept epoch's RMSE (not the lowest: a bce run keeps by loss)
+        best = run.metrics[row].get("val_rmse", math.nan) if row is not None else math.nan
         seen = f", {run.input.describe()}" if run.input is not None else ""
         rows.append(f"<tr><td>{html.escape(run.name)}</td>"
                     f"<td>{html.escape((run.model or '?') + seen)}</td><td>{len(run.metrics)}</td>"
-                    f"<td>{_num(best)}</td><td>{_num(rmse)}</td></tr>")  # fmt: skip
+                    f"<td>{_decimal(best)}</td><td>{_decimal(rmse)}</td></tr>")  # fmt: skip
     return ("<table class=compare><tr><th>run</th><th>model</th><th>epochs</th>"
             "<th>best validation RMSE (training)</th><th>validation RMSE (now)</th></tr>"
             + "".join(rows) + "</table>")  # fmt: skip
 
 
-def _run_section(run: RunData, checkpoint: Path) -> list[str]:
-    ckpt = load_checkpoint(checkpoint)
-    out = [f"<h2>{html.escape(run.name)}</h2>", "<h3>Settings</h3>", _settings_table(ckpt)]
+def _run_section(run: RunData) -> list[str]:
+    assert run.checkpoint is not None
+    out = [f"<h2>{html.escape(run.name)}</h2>", "<h3>Settings</h3>",
+           _settings_table(run.checkpoint)]  # fmt: skip
     if run.val is not None:
         out += ["<h3>Validation</h3>", _metrics_tables(run)]
     else:
@@ -205,7 +200,7 @@ def _run_section(run: RunData, checkpoint: Path) -> list[str]:
     return out
 
 
-def _settings_table(ckpt: Any) -> str:
+def _settings_table(ckpt: Checkpoint) -> str:
     settings = ckpt.settings.as_dict()
     shown = {
         "model": ckpt.model.name,
@@ -221,7 +216,7 @@ def _settings_table(ckpt: Any) -> str:
         "validation galaxies": len(ckpt.val_ids),
         "written by": f"galaxyzoo-cli {ckpt.version}",
     }  # fmt: skip
-    return f"<table class=settings>{_rows(shown)}</table>"
+    return f"<table class=settings>{_table_rows(shown)}</table>"
 
 
 def _metrics_tables(run: RunData) -> str:
@@ -231,19 +226,23 @@ def _metrics_tables(run: RunData) -> str:
     zeros = score(np.zeros_like(target), target)
     mean = score(np.broadcast_to(run.training_means, target.shape), target) if (
         run.training_means is not None) else None  # fmt: skip
+    mean_row = (
+        f"<tr><td>training mean</td><td>{_decimal(mean.rmse, 5)}</td><td></td></tr>" if mean else ""
+    )
     top = (
         "<table><tr><th>predictor</th><th>Kaggle RMSE</th><th>galaxies</th></tr>"
-        f"<tr><td>this model</td><td><b>{_num(model.rmse, 5)}</b></td>"
+        f"<tr><td>this model</td><td><b>{_decimal(model.rmse, 5)}</b></td>"
         f"<td>{model.n_images}</td></tr>"
-        + (f"<tr><td>training mean</td><td>{_num(mean.rmse, 5)}</td><td></td></tr>" if mean else "")
-        + f"<tr><td>zeros</td><td>{_num(zeros.rmse, 5)}</td><td></td></tr></table>"
+        + mean_row
+        + f"<tr><td>zeros</td><td>{_decimal(zeros.rmse, 5)}</td><td></td></tr></table>"
     )
     rows = []
-    for q, s in zip(QUESTIONS, model.questions, strict=True):
-        base = _num(mean.questions[q.number - 1].rmse) if mean else "–"
+    for q, scored in zip(QUESTIONS, model.questions, strict=True):
+        base = _decimal(mean.questions[q.number - 1].rmse) if mean else "–"
         rows.append(
-            f"<tr><td>Q{q.number} {html.escape(q.text)}</td><td>{_num(s.rmse)}</td>"
-            f"<td>{base}</td><td>{_num(s.accuracy, 3)}</td><td>{s.n_accuracy}</td></tr>"
+            f"<tr><td>Q{q.number} {html.escape(q.text)}</td><td>{_decimal(scored.rmse)}</td>"
+            f"<td>{base}</td><td>{_decimal(scored.accuracy, 3)}</td>"
+            f"<td>{scored.n_accuracy}</td></tr>"
         )
     per_q = (
         "<table><tr><th>question</th><th>RMSE</th><th>mean baseline</th><th>accuracy</th>"
@@ -256,20 +255,22 @@ def _galleries(run: RunData) -> list[str]:
     """The best and worst predicted validation galaxies, as the model saw them."""
     assert run.val is not None
     cat, pred = run.val.cat, run.val.pred
-    err = np.nanmean((pred - cat.labels) ** 2, axis=1)
-    order = np.argsort(err)
+    mse = np.nanmean((pred - cat.labels) ** 2, axis=1)
+    order = np.argsort(mse)
     out = []
     picks = (("Best predicted", order[:_GALLERY]), ("Worst predicted", order[::-1][:_GALLERY]))
     for title, pick in picks:
-        cards = [_card(cat, pred, int(i), float(np.sqrt(err[i])), run) for i in pick]
+        cards = [_galaxy_card(cat, pred, int(galaxy), float(np.sqrt(mse[galaxy])), run)
+                 for galaxy in pick]  # fmt: skip
         out += [f"<h3>{title} validation galaxies</h3>", "<div class=gallery>",
                 *cards, "</div>"]  # fmt: skip
     return out
 
 
-def _card(cat: Catalogue, pred: np.ndarray, i: int, rmse: float, run: RunData) -> str:
+def _galaxy_card(cat: Catalogue, pred: np.ndarray, galaxy: int, rmse: float, run: RunData) -> str:
+    """A validation galaxy as the model saw it, captioned like the gallery figure."""
     assert run.input is not None
-    pixels = load_image(cat.paths[i], run.input)
+    pixels = load_image(cat.paths[galaxy], run.input)
     from PIL import Image
 
     img = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
@@ -277,17 +278,16 @@ def _card(cat: Catalogue, pred: np.ndarray, i: int, rmse: float, run: RunData) -
     img.save(buf, format="PNG")
     data = base64.b64encode(buf.getvalue()).decode()
     lines = []
-    for number in top_path(cat.labels[i])[:1] + top_path(cat.labels[i])[1:][-1:]:
-        q = question(number)
-        t, p = cat.labels[i][q.slice], pred[i][q.slice]
-        ti, pi = int(np.argmax(t)), int(np.argmax(p))
-        css = "good" if shown_right(cat.labels[i], pred[i], number) else "bad"
+    for answers in (top_answers(cat.labels[galaxy], pred[galaxy], number)
+                    for number in shown_questions(cat.labels[galaxy])):  # fmt: skip
+        number = answers.number
         lines.append(
-            f"Q{number} true: {html.escape(q.answers[ti])} ({t[ti]:.2f})<br>"
-            f"<span class={css}>Q{number} predicted: {html.escape(q.answers[pi])} "
-            f"({p[pi]:.2f})</span>"
+            f"Q{number} true: {html.escape(answers.true_answer)} ({answers.true_fraction:.2f})<br>"
+            f"<span class={'good' if answers.right else 'bad'}>Q{number} predicted: "
+            f"{html.escape(answers.predicted_answer)} ({answers.predicted_fraction:.2f})</span>"
         )
     return (
-        f'<div class=galaxy><img alt="GalaxyID {cat.ids[i]}" src="data:image/png;base64,{data}">'
-        f"<b>GalaxyID {cat.ids[i]}</b> · RMSE {rmse:.3f}<br>" + "<br>".join(lines) + "</div>"
+        f'<div class=galaxy><img alt="GalaxyID {cat.ids[galaxy]}" '
+        f'src="data:image/png;base64,{data}"><b>GalaxyID {cat.ids[galaxy]}</b> · '
+        f"RMSE {rmse:.3f}<br>" + "<br>".join(lines) + "</div>"
     )

@@ -1,7 +1,11 @@
 """Run folders and self-describing checkpoints.
 
-``runs/<name>/`` holds config.json (every resolved setting, for people to read), metrics.csv (one
-row per epoch), weights/best.pt and weights/last.pt, and what evaluate, predict and plot add.
+``runs/<name>/`` holds config.json (every resolved setting, for people to read: written once,
+when the run is created, and never changed), resumes.jsonl (one line per ``--resume``: when, by
+which version, the settings it changed with their old and new values, from which epoch, on which
+device), metrics.csv (one row per epoch), summary.json (the run's outcome and best epoch:
+:mod:`galaxyzoo_cli.summary`), status.json, weights/best.pt and weights/last.pt, and what
+evaluate, predict and plot add.
 
 A checkpoint is the run's one source of truth: a dict of plain values and state dicts, loadable
 with ``torch.load(weights_only=True)``, holding the model's configuration (with its input spec),
@@ -25,7 +29,7 @@ import numpy as np
 
 from galaxyzoo_cli import __version__
 from galaxyzoo_cli.errors import BadInputError, os_error
-from galaxyzoo_cli.files import atomic_path, write_json_atomic, write_text_atomic
+from galaxyzoo_cli.files import atomic_path, to_json, write_json_atomic, write_text_atomic
 from galaxyzoo_cli.settings import TrainConfig
 
 if TYPE_CHECKING:
@@ -82,6 +86,12 @@ def check_runs_dir(runs_dir: Path) -> None:
         raise os_error(OSError(code, os.strerror(code), str(existing)), existing)
 
 
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint: the folder holding its ``weights/`` (or, for a .pt file
+    elsewhere, its own folder)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "weights" else checkpoint.parent
+
+
 @dataclass(frozen=True)
 class RunRef:
     """A run folder and the checkpoint to use from it."""
@@ -102,15 +112,29 @@ def resolve_run(arg: str | os.PathLike[str], prefer: str = "best") -> RunRef:
             )
         return RunRef(path, ckpt)
     if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == "weights" else path.parent
-        return RunRef(run_dir, path)
+        return RunRef(run_dir_of(path), path)
     parent = path.parent if str(path.parent) not in ("", ".") else Path("./runs")
     raise BadInputError(f"{path}: no such run folder or checkpoint. See the folders in {parent}.")
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    """config.json: the run's settings for people and other tools to read (never read back)."""
+    """config.json: the run's settings for people and other tools to read (never read back),
+    written once, when the run is created; a resume records itself in resumes.jsonl."""
     write_json_atomic(run_dir / "config.json", {"version": __version__, **config})
+
+
+RESUMES_FILE = "resumes.jsonl"
+
+
+def append_resume(run_dir: Path, record: dict[str, Any]) -> None:
+    """Add one line (a JSON object) to the run's resumes.jsonl; the file is rewritten whole and
+    atomically, so a crash never leaves half a line."""
+    path = run_dir / RESUMES_FILE
+    try:
+        before = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except OSError as e:
+        raise os_error(e, path) from None
+    write_text_atomic(path, before + to_json(record, indent=None) + "\n")
 
 
 def write_status(run_dir: Path | None, status: str, **extra: Any) -> None:
@@ -184,6 +208,10 @@ class Progress:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def best_row(self) -> dict[str, float] | None:
+        """The metrics row of the best epoch (None before there is one)."""
+        return next((r for r in self.metrics if int(r["epoch"]) == self.best_epoch), None)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Progress:
@@ -284,7 +312,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             "Use weights/best.pt or weights/last.pt of a run."
         ) from None
     fmt = raw.get("format") if isinstance(raw, dict) else None
-    run_dir = path.parent.parent if path.parent.name == "weights" else path.parent
+    run_dir = run_dir_of(path)
     if fmt in LEGACY_FORMATS:
         raw = _upgrade_v1(raw, run_dir)
     elif fmt != CHECKPOINT_FORMAT:

@@ -48,13 +48,14 @@ def better(candidate: Mapping[str, float], best: Mapping[str, float] | None, by:
 
     Judged by column ``by`` (higher or lower is better by its name); where it is undefined (NaN)
     by the validation loss; where that is undefined too (no validation split), the newer epoch
-    wins. Ties on ``by`` go to the lower loss."""
+    wins, but an epoch without a loss never beats one with. Ties on ``by`` go to the lower
+    loss."""
     if best is None:
         return True
     new, old = _value(candidate, by), _value(best, by)
     if math.isnan(new) or math.isnan(old):
         if by == "val_loss":
-            return math.isnan(new) or new < old  # no validation: the newest epoch is kept
+            return math.isnan(old)  # no validation: the newest epoch is kept
         return better(candidate, best, "val_loss")
     if new == old:
         return by != "val_loss" and _value(candidate, "val_loss") < _value(best, "val_loss")

@@ -44,6 +44,19 @@ def augment_batch(
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def dihedral_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Exact augmentation: each image in one of the 8 symmetries of the square (a random number
+    of quarter turns, then a flip or not), drawn from ``generator``. No resampling, so no blur:
+    the pixels are only moved."""
+    view = torch.randint(0, 8, (images.shape[0],), generator=generator).to(images.device)
+    out = torch.empty_like(images)
+    for k in range(8):
+        pick = (view == k).nonzero().flatten()
+        if len(pick):
+            out[pick] = dihedral_view(images[pick], k)
+    return out
+
+
 def dihedral_view(images: torch.Tensor, k: int) -> torch.Tensor:
     """View ``k`` (0–7) of the 8 exact symmetries of the square: k % 4 quarter turns, then a flip
     when k >= 4. Exact (no resampling)."""

@@ -193,6 +193,51 @@ def test_runs_leaderboard(runs: list[Path], tmp_path: Path) -> None:
     assert runner.invoke(app, ["runs", str(tmp_path / "none")]).exit_code == 2
 
 
+def test_runs_shows_the_kept_epochs_rmse_and_reads_summary_json(tmp_path: Path) -> None:
+    """A bce run keeps the epoch of lowest validation loss: the leaderboard shows that epoch's
+    RMSE (0.1400, epoch 2), not the lowest RMSE (0.1300, epoch 3); from summary.json when there
+    is one, else rebuilt from metrics.csv and config.json (a run older than summary.json)."""
+    from galaxyzoo_cli.summary import read_summary, write_summary
+
+    root = tmp_path / "runs"
+    old, new = root / "old", root / "new"
+    for run_dir in (old, new):
+        run_dir.mkdir(parents=True)
+        config = {
+            "created": "2026-01-02T03:04:05+0000",
+            "settings": {"epochs": 5, "loss": "bce"},
+            "model": {"name": "test_tiny", "task": {"kind": "tree", "targets": []}},
+        }
+        (run_dir / "config.json").write_text(json.dumps(config))
+        (run_dir / "metrics.csv").write_text(
+            "epoch,train_loss,val_loss,val_rmse,lr,seconds\n"
+            "1,0.620,0.560,0.1500,0.002,30\n"
+            "2,0.550,0.540,0.1400,0.002,30\n"
+            "3,0.500,0.550,0.1300,0.001,30\n"
+        )
+    summary = read_summary(new)
+    assert summary is not None
+    write_summary(new, {**summary, "train_seconds": 600.0})
+    (new / "metrics.csv").unlink()  # what runs shows comes from summary.json alone
+
+    result = runner.invoke(app, ["runs", str(root), "--json"])
+
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["runs"]}
+    for name, minutes in (("old", 1.5), ("new", 10.0)):
+        row = rows[name]
+        assert row["val_rmse"] == 0.14, name
+        assert (row["epochs"], row["epochs_asked"], row["minutes"]) == (3, 5, minutes), name
+        assert (row["model"], row["task"], row["date"]) == (
+            "test_tiny",
+            "tree",
+            "2026-01-02T03:04:05+0000",
+        )
+    line = next(x for x in runner.invoke(app, ["runs", str(root)]).stdout.splitlines()
+                if x.startswith("old"))  # fmt: skip
+    assert "0.14000" in line and "0.13000" not in line and "3/5" in line
+
+
 # --- TensorBoard --------------------------------------------------------------------------------
 
 

@@ -258,6 +258,19 @@ def test_finetune_from_a_run_keeps_its_features_and_input(base_run: Path, tuned:
     assert "val_roc_auc" in (tuned / "metrics.csv").read_text().splitlines()[0]
 
 
+def test_summary_json_names_the_epoch_best_pt_holds_by_the_tasks_metric(tuned: Path) -> None:
+    summary = json.loads((tuned / "summary.json").read_text())
+    best = load_checkpoint(tuned / "weights" / "best.pt")
+    assert summary["best_by"] == "val_roc_auc"
+    assert summary["best_epoch"] == best.progress.best_epoch == best.progress.epoch
+    rows = list(csv.DictReader((tuned / "metrics.csv").open()))
+    aucs = [float(r["val_roc_auc"]) for r in rows]
+    assert summary["best"]["val_roc_auc"] == pytest.approx(max(aucs))
+    assert aucs.index(max(aucs)) + 1 <= summary["best_epoch"]  # ties: the lower loss
+    assert summary["epochs_run"] == len(rows) and summary["epochs_asked"] == 3
+    assert json.loads((tuned / "config.json").read_text())["command"] == "finetune"
+
+
 def test_monitor_loss_keeps_the_epoch_of_the_lowest_validation_loss(
     base_run: Path, labels: Path, synthetic_data: Path, tmp_path: Path
 ) -> None:
@@ -270,6 +283,8 @@ def test_monitor_loss_keeps_the_epoch_of_the_lowest_validation_loss(
     assert losses[result.best_epoch - 1] == pytest.approx(min(losses), abs=2e-6)
     assert result.best_val_loss == pytest.approx(min(losses), abs=2e-6)
     assert result.best_val_rmse == pytest.approx(float(rows[result.best_epoch - 1]["val_roc_auc"]))
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["best_by"] == "val_loss" and summary["best_epoch"] == result.best_epoch
 
 
 def test_resume_refuses_a_finetuned_run(tuned: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ from galaxyzoo_cli.data import Catalogue
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.metrics import question_scores
 from galaxyzoo_cli.preview import preview
+from galaxyzoo_cli.runs import resolve_run
 from galaxyzoo_cli.schema import QUESTIONS, question
 from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.summary import read_summary
 from galaxyzoo_cli.synthetic import generate
 from galaxyzoo_cli.training import train
 
@@ -54,6 +57,22 @@ def move_data_away(run_dir: Path) -> None:
         raw = torch.load(path, weights_only=True)
         raw["data"]["data_dir"] = str(run_dir / "moved-away")
         torch.save(raw, path)
+
+
+BCE_METRICS = (  # a run whose loss is not the RMSE's: the lowest validation loss (epoch 2,
+    # the one weights/best.pt keeps) is not the lowest validation RMSE (epoch 3)
+    "epoch,train_loss,val_loss,val_rmse,lr,seconds\n"
+    "1,0.620,0.560,0.1500,0.002,1.0\n"
+    "2,0.550,0.540,0.1400,0.002,1.0\n"
+    "3,0.500,0.550,0.1300,0.001,1.0\n"
+)
+
+
+def with_metrics(run_dir: Path, metrics_csv: str) -> Path:
+    """The run with these metrics.csv rows (its summary rebuilt from them)."""
+    (run_dir / "metrics.csv").write_text(metrics_csv)
+    (run_dir / "summary.json").unlink(missing_ok=True)
+    return run_dir
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -147,6 +166,35 @@ def test_plot_run_with_nothing_to_plot_is_bad_input(
     with pytest.raises(BadInputError, match="none of the run's validation galaxies"):
         plotting.plot_runs([run], device="cpu", data_dir=other)
     assert not list(run.glob("*.png"))
+
+
+def test_plot_marks_the_kept_epoch_not_the_lowest_rmse(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The loss figure's best epoch and the comparison's "(best …)" are the epoch best.pt keeps
+    (lowest validation loss for the tree), with its RMSE: 0.1400 at epoch 2, not 0.1300."""
+    from matplotlib.axes import Axes
+
+    _, run_dir = tiny
+    run_dir = with_metrics(copy_run(run_dir, tmp_path / "bce"), BCE_METRICS)
+    move_data_away(run_dir)  # the record alone: no galaxy is read, no model built
+    run = plotting.read_run(resolve_run(run_dir), "bce")
+    assert run.val is None and run.train is None and run.val_problem == "not predicted"
+    assert run.summary is not None and run.summary["best_epoch"] == 2
+    assert figures.best_index(run) == 1
+
+    fig = figures.loss_figure(run)
+    loss_ax, rmse_ax = (ax for ax in fig.axes if isinstance(ax, Axes))
+    for ax in (loss_ax, rmse_ax):
+        assert "best epoch 2" in ax.get_legend_handles_labels()[1]
+    assert [t.get_text() for t in rmse_ax.texts] == ["0.1400"]
+    figures.pyplot().close(fig)
+    fig = figures.compare_figure([run, replace(run, name="other")])
+    assert fig.axes[0].get_legend_handles_labels()[1] == [
+        "bce (best 0.1400)",
+        "other (best 0.1400)",
+    ]
+    figures.pyplot().close(fig)
 
 
 def test_plot_cli_bad_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -263,6 +311,7 @@ def test_the_report_shows_provenance_as_a_table_and_compares_models(
 
     _, run_dir = tiny
     runs = [copy_run(run_dir, tmp_path / "a"), copy_run(run_dir, tmp_path / "b")]
+    with_metrics(runs[0], BCE_METRICS)
     out = report(runs, out=tmp_path / "r.html", device="cpu").out
     page = out.read_text()
 
@@ -296,6 +345,11 @@ def test_the_report_shows_provenance_as_a_table_and_compares_models(
     assert head[2:] == ["epochs", "best validation RMSE (training)", "validation RMSE (now)"]
     compared = [r for r in rows if r and r[0] in ("a", "b") and len(r) == 5]
     assert [r[1].split(",")[0] for r in compared] == ["test_tiny", "test_tiny"]
+    # The best column is the kept epoch's RMSE (lowest loss: epoch 2), not the lowest RMSE.
+    assert compared[0][3] == "0.1400"
+    summary = read_summary(runs[1])
+    assert summary is not None
+    assert compared[1][3] == f"{summary['best']['val_rmse']:.4f}"
     # Provenance: a table, not a Python dict; booleans as yes/no everywhere.
     assert "{'tool'" not in page and "'sha256'" not in page
     assert "<h2>Provenance</h2>" in page

@@ -17,8 +17,9 @@ from galaxyzoo_cli import inference, training
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.cli.train import NOT_TRAIN_OPTIONS, TRAIN_OPTIONS
 from galaxyzoo_cli.cutouts import FitsOptions
-from galaxyzoo_cli.errors import BadInputError, require_runs
+from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.images import InputSpec, parse_transform
+from galaxyzoo_cli.run_args import require_runs
 from galaxyzoo_cli.settings import (
     EvalSplit,
     EvaluateSettings,
@@ -195,7 +196,8 @@ def test_crop_and_size_are_checked_by_one_rule_wherever_they_come_from() -> None
     assert parse_transform("crop=8,size=1024") == InputSpec(3, 8, 1024)
 
 
-def test_require_runs() -> None:
-    assert require_runs("a") == ["a"] and require_runs([Path("a"), "b"]) == [Path("a"), "b"]
+def test_require_runs_takes_one_run_or_several() -> None:
+    assert require_runs("runs/a") == ["runs/a"] and require_runs(Path("a")) == [Path("a")]
+    assert require_runs([Path("a"), "b"]) == [Path("a"), "b"]
     with pytest.raises(BadInputError, match="give at least one RUN"):
         require_runs([])

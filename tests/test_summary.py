@@ -45,6 +45,10 @@ def test_no_validation_keeps_the_newest_and_nan_metric_falls_back_to_loss() -> N
     x = {"epoch": 1, "val_loss": 0.2, "val_roc_auc": NAN}
     y = {"epoch": 2, "val_loss": 0.3, "val_roc_auc": NAN}
     assert best_row([x, y], "val_roc_auc") is x
+    # An epoch whose validation gave no loss never replaces one that did.
+    z = {"epoch": 3, "val_loss": NAN, "val_roc_auc": NAN}
+    assert not better(z, x, "val_loss") and not better(z, x, "val_roc_auc")
+    assert best_row([x, z], "val_loss") is x and better(x, z, "val_loss")
 
 
 def test_summary_written_read_and_rebuilt_from_metrics_csv(tmp_path: Path) -> None:

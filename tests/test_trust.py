@@ -70,7 +70,10 @@ def test_resume_to_the_default_epoch_count_and_refuses_other_settings(
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["epochs_run"] == 20
     config = json.loads((Path(run) / "config.json").read_text())
-    assert config["settings"]["epochs"] == 20  # config.json shows the resumed settings
+    assert config["settings"]["epochs"] == 3  # config.json: as the run was created
+    record = json.loads((Path(run) / "resumes.jsonl").read_text())  # one resume, one line
+    assert record["changed"] == {"epochs": {"old": 3, "new": 20}}  # the resume says what changed
+    assert json.loads((Path(run) / "summary.json").read_text())["epochs_asked"] == 20
 
 
 # 2. Freezing follows the weights ----------------------------------------------------------------

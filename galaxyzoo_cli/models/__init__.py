@@ -10,15 +10,27 @@ from typing import Any
 
 from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.models import backbones, custom  # noqa: F401  (they register their models)
-from galaxyzoo_cli.models.registry import ModelSpec, get_spec, list_models
+from galaxyzoo_cli.models.registry import (
+    Architecture,
+    Config,
+    ModelSpec,
+    get_architecture,
+    get_spec,
+    list_architectures,
+    list_models,
+)
 from galaxyzoo_cli.schema import Learned
 from galaxyzoo_cli.settings import DEFAULT_MODEL, Head, choice
 from galaxyzoo_cli.tasks import TREE, Task
 
 __all__ = [
+    "Architecture",
+    "Config",
     "ModelConfig",
     "ModelSpec",
+    "get_architecture",
     "get_spec",
+    "list_architectures",
     "list_models",
     "describe_models",
     "resolve_config",
@@ -119,14 +131,15 @@ def resolve_config(
             mean=_channel_stats(default.mean, ch),
             std=_channel_stats(default.std, ch),
         ),
-        freeze=spec.pretrained if freeze is None else freeze,
+        freeze=spec.frozen_by_default if freeze is None else freeze,
         task=task,
     )
 
 
 def describe_models(pattern: str = "*", include_test: bool = False) -> list[dict[str, Any]]:
-    """One row per registered model matching ``pattern``: name, kind, parameters (declared: no
-    model is built), default input, and which one is the default."""
+    """One row per registered model matching ``pattern``: name, its architecture and kind,
+    parameters (declared: no model is built), default input, whether it has pretrained weights
+    and freezes them by default, and which one is the default."""
     rows = []
     for name in list_models(pattern, include_test=include_test):
         spec = get_spec(name)
@@ -135,12 +148,14 @@ def describe_models(pattern: str = "*", include_test: bool = False) -> list[dict
             {
                 "name": name,
                 "default": name == DEFAULT_MODEL,
+                "architecture": spec.architecture.name,
                 "kind": spec.kind,
                 "parameters": spec.parameters,
                 "input": f"{'gray' if spec.input.channels == 1 else 'RGB'} "
                 f"{spec.input.size} px{crop}",
-                "frozen_by_default": spec.pretrained,
-                "pretrained_by_default": spec.pretrained,
+                "has_weights": spec.has_weights,
+                "frozen_by_default": spec.frozen_by_default,
+                "pretrained_by_default": spec.has_weights,
                 "description": spec.description,
             }
         )

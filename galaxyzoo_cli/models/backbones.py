@@ -20,9 +20,12 @@ from galaxyzoo_cli.images import InputSpec
 from galaxyzoo_cli.models.registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Architecture,
+    Config,
     ModelSpec,
+    register_architecture,
     register_family,
-    register_model,
+    spec_of,
 )
 
 if TYPE_CHECKING:
@@ -66,13 +69,14 @@ def create_backbone(
     pretrained: bool,
     weights: str | os.PathLike[str] | None,
     hub: str | None = None,
+    **timm_args: Any,
 ) -> nn.Module:
     """A timm model without classifier (``num_classes=0``): images → pooled features. Its
     pretrained weights come from ``weights`` (a local file of ``arch``), else from ``hub`` (a
     ``hf_hub:`` name, for weights published apart from timm's own) or timm's own for ``arch``."""
     import timm
 
-    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": channels}
+    kwargs: dict[str, Any] = {**timm_args, "num_classes": 0, "in_chans": channels}
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
@@ -109,17 +113,23 @@ def create_backbone(
         ) from None
 
 
-def _factory(arch: str, hub: str | None = None) -> Any:
-    def factory(
-        channels: int, pretrained: bool = False, weights: str | None = None, **_: object
-    ) -> nn.Module:
-        return create_backbone(arch, channels, pretrained, weights, hub)
-
-    return factory
+def build_backbone(
+    input_spec: InputSpec,
+    *,
+    arch: str,
+    hub: str | None = None,
+    pretrained: bool = False,
+    weights: str | None = None,
+    **timm_args: Any,
+) -> nn.Module:
+    """The builder of every timm architecture: ``arch`` with ``input_spec.channels`` input
+    channels; ``timm_args`` (e.g. ``drop_path_rate``) go to ``timm.create_model`` as they are."""
+    return create_backbone(arch, input_spec.channels, pretrained, weights, hub, **timm_args)
 
 
 def timm_spec(arch: str) -> ModelSpec:
-    """A spec for any timm architecture, with its input size and normalisation from timm."""
+    """A spec for any timm architecture, with its input size and normalisation from timm, and its
+    weights if timm has a pretrained checkpoint for it (loaded weights are frozen by default)."""
     import timm
 
     if not timm.is_model(arch):
@@ -129,67 +139,34 @@ def timm_spec(arch: str) -> ModelSpec:
         )
     cfg = timm.get_pretrained_cfg(arch)
     has_weights = cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
-    size = cfg.input_size[-1] if cfg is not None else 224
-    return ModelSpec(
-        name=f"timm/{arch}",
-        kind="timm",
+    config = Config(
+        f"timm/{arch}",
+        f"timm {arch}",
+        channels=3,
+        image_size=cfg.input_size[-1] if cfg is not None else 224,
+        crop=BACKBONE_CROP,
         parameters=None,
-        factory=_factory(arch),
-        description=f"timm {arch}",
-        input=InputSpec(
-            channels=3,
-            crop=BACKBONE_CROP,
-            size=size,
-            mean=tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN,
-            std=tuple(cfg.std) if cfg is not None else IMAGENET_STD,
-        ),
-        pretrained=has_weights,
+        args={"arch": arch},
+        mean=tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN,
+        std=tuple(cfg.std) if cfg is not None else IMAGENET_STD,
+        has_weights=has_weights,
+        frozen=True,
     )
+    return spec_of(TIMM, config)
 
 
+# Every timm architecture, as one unregistered entry: the family timm/<arch> resolves into it.
+TIMM = Architecture("timm", "timm", build_backbone, (), loads_weights=True)
 register_family("timm/", timm_spec)
 
 
-for _name, _desc, _parameters in (
-    ("resnet18", "ResNet-18 (ImageNet): the notebook's frozen-feature transfer model.", 11_195_493),
-    (
-        "densenet121",
-        "DenseNet-121 (ImageNet): the notebook's other frozen-feature model.",
-        6_991_781,
-    ),
-    (
-        "resnet50",
-        "ResNet-50 (ImageNet): the strong later single-model baseline when fine-tuned.",
-        23_583_845,
-    ),
-    ("convnext_tiny", "ConvNeXt-Tiny (ImageNet): a modern backbone.", 27_848_581),
-):
-    register_model(
-        _name,
-        kind="timm",
-        description=_desc,
-        channels=3,
-        image_size=224,
-        crop=BACKBONE_CROP,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        pretrained=True,
-        parameters=_parameters,
-    )(_factory(_name))
-
-register_model(
-    "test_timm",
-    kind="timm",
-    description="timm's tiny test_resnet, for tests of the backbone path.",
-    channels=3,
-    image_size=32,
-    crop=BACKBONE_CROP,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
-    pretrained=True,
-    test=True,
-    parameters=376_277,
-)(_factory("test_resnet"))
+def _imagenet(name: str, description: str, parameters: int, arch: str | None = None) -> Config:
+    """``arch`` (default: ``name``) with timm's ImageNet weights: 224 px, crop 256, frozen."""
+    return Config(
+        name, description, channels=3, image_size=224, crop=BACKBONE_CROP, parameters=parameters,
+        args={"arch": arch or name}, mean=IMAGENET_MEAN, std=IMAGENET_STD, has_weights=True,
+        frozen=True,
+    )  # fmt: skip
 
 
 # Galaxy-pretrained encoders: Zoobot's (Walmsley et al.), published as timm models on the Hugging
@@ -199,28 +176,89 @@ register_model(
 # ours: Zoobot's data module crops 70-80% of the image's area before resizing to 224, a side of
 # about sqrt(0.75) = 0.87 of the frame: 368 of 424 px. The greyscale variants take one channel.
 ZOOBOT_CROP = 368
-for _arch, _grey, _parameters in (
-    ("convnext_nano", False, 14_976_277),
-    ("convnext_small", False, 49_483_141),
-    ("convnext_base", False, 87_604_389),
-    ("efficientnet_b0", False, 4_054_945),
-    ("resnet18", False, 11_195_493),
-    ("resnet50", False, 23_583_845),
-    ("convnext_nano", True, 14_973_717),
-    ("convnext_pico", True, 8_549_605),
-):
-    _variant = f"{'greyscale-' if _grey else ''}{_arch}"
-    _channels = 1 if _grey else 3
-    register_model(
-        f"zoobot-{_variant.replace('_', '-')}",
-        kind="timm",
-        description=f"Zoobot's {_arch} encoder{' (greyscale)' if _grey else ''}, pretrained on "
-        "820k Galaxy Zoo galaxies: the galaxy-pretrained start for finetune.",
-        channels=_channels,
-        image_size=224,
-        crop=ZOOBOT_CROP,
-        mean=(0.0,) * _channels,
-        std=(1.0,) * _channels,
-        pretrained=True,
-        parameters=_parameters,
-    )(_factory(_arch, hub=f"hf_hub:mwalmsley/zoobot-encoder-{_variant}"))
+
+
+def _zoobot(arch: str, parameters: int, greyscale: bool = False) -> Config:
+    """Zoobot's encoder of the timm architecture ``arch``: ``zoobot-[greyscale-]<arch>``."""
+    variant = f"{'greyscale-' if greyscale else ''}{arch}"
+    channels = 1 if greyscale else 3
+    return Config(
+        f"zoobot-{variant.replace('_', '-')}",
+        f"Zoobot's {arch} encoder{' (greyscale)' if greyscale else ''}, pretrained on 820k "
+        "Galaxy Zoo galaxies: the galaxy-pretrained start for finetune.",
+        channels=channels, image_size=224, crop=ZOOBOT_CROP, parameters=parameters,
+        args={"arch": arch, "hub": f"hf_hub:mwalmsley/zoobot-encoder-{variant}"},
+        mean=(0.0,) * channels, std=(1.0,) * channels, has_weights=True, frozen=True,
+    )  # fmt: skip
+
+
+# One entry per timm architecture family; its configurations are timm's ImageNet weights and
+# Zoobot's galaxy-pretrained ones (like timm's pretrained tags: the same network, other weights).
+register_architecture(
+    "resnet",
+    kind="timm",
+    build=build_backbone,
+    loads_weights=True,
+    configs=[
+        _imagenet(
+            "resnet18", "ResNet-18 (ImageNet): the notebook's frozen-feature transfer model.",
+            11_195_493,
+        ),
+        _imagenet(
+            "resnet50", "ResNet-50 (ImageNet): the strong later single-model baseline when "
+            "fine-tuned.", 23_583_845,
+        ),
+        _zoobot("resnet18", 11_195_493),
+        _zoobot("resnet50", 23_583_845),
+    ],
+)  # fmt: skip
+
+register_architecture(
+    "densenet",
+    kind="timm",
+    build=build_backbone,
+    loads_weights=True,
+    configs=[
+        _imagenet(
+            "densenet121", "DenseNet-121 (ImageNet): the notebook's other frozen-feature model.",
+            6_991_781,
+        ),
+    ],
+)  # fmt: skip
+
+register_architecture(
+    "convnext",
+    kind="timm",
+    build=build_backbone,
+    loads_weights=True,
+    configs=[
+        _imagenet("convnext_tiny", "ConvNeXt-Tiny (ImageNet): a modern backbone.", 27_848_581),
+        _zoobot("convnext_nano", 14_976_277),
+        _zoobot("convnext_small", 49_483_141),
+        _zoobot("convnext_base", 87_604_389),
+        _zoobot("convnext_nano", 14_973_717, greyscale=True),
+        _zoobot("convnext_pico", 8_549_605, greyscale=True),
+    ],
+)  # fmt: skip
+
+register_architecture(
+    "efficientnet",
+    kind="timm",
+    build=build_backbone,
+    loads_weights=True,
+    configs=[_zoobot("efficientnet_b0", 4_054_945)],
+)
+
+register_architecture(
+    "test_resnet",
+    kind="timm",
+    build=build_backbone,
+    loads_weights=True,
+    configs=[
+        Config(
+            "test_timm", "timm's tiny test_resnet, for tests of the backbone path.",
+            channels=3, image_size=32, crop=BACKBONE_CROP, parameters=376_277,
+            args={"arch": "test_resnet"}, has_weights=True, frozen=True, test=True,
+        ),
+    ],
+)  # fmt: skip

@@ -76,14 +76,9 @@ def fuse_for_inference(model: GalaxyModel) -> GalaxyModel:
 def create_model(
     config: ModelConfig, *, pretrained: bool = False, weights: str | None = None
 ) -> GalaxyModel:
-    """Build the model of ``config``; a backbone gets pretrained or local weights if asked."""
-    spec = get_spec(config.name)
-    features = spec.factory(
-        channels=config.input.channels,
-        image_size=config.input.size,
-        pretrained=pretrained,
-        weights=weights,
-    )
+    """Build the model of ``config``; a backbone gets pretrained or local weights if asked (a
+    model without them refuses: :meth:`~galaxyzoo_cli.models.ModelSpec.check_weights`)."""
+    features = get_spec(config.name).build(config.input, pretrained=pretrained, weights=weights)
     # Channels-last convolutions trained 20-27% faster on the CPU (benchmarks/model_speed.py);
     # embed() hands the features the same layout.
     return GalaxyModel(config, features).to(memory_format=torch.channels_last)
