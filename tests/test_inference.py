@@ -192,6 +192,29 @@ def test_ensemble_averages_two_runs(run_dir: Path, synthetic_data: Path, tmp_pat
     np.testing.assert_allclose(ab, (a + b) / 2, atol=2e-7)
 
 
+def test_decoding_as_predicted_gives_the_cached_answers(
+    run_dir: Path, synthetic_data: Path, tmp_path: Path
+) -> None:
+    """--no-cache decodes chunk by chunk (cache.LazyPixels, as training's lazy images do): the
+    same values, and the same unreadable image named, as the cache."""
+    import shutil
+
+    folder = tmp_path / "cutouts"
+    shutil.copytree(synthetic_data / TRAIN_IMAGES, folder)
+    broken = sorted(folder.glob("*.jpg"))[3]
+    broken.write_bytes(b"not a jpeg")
+    results = {}
+    for cache in (True, False):
+        out = tmp_path / f"{cache}.csv"
+        settings = PredictSettings(images=folder, out=out, cache=cache, tta=2)
+        results[cache] = predict([run_dir], settings)
+        assert results[cache].skipped.as_dict() == {"unreadable image": [broken.stem]}
+    cached, lazy = (_read_submission(tmp_path / f"{c}.csv") for c in (True, False))
+    np.testing.assert_array_equal(cached[1], lazy[1])
+    assert len(lazy[1]) == 119 and int(broken.stem) not in lazy[1]
+    np.testing.assert_array_equal(cached[2], lazy[2])
+
+
 def test_interrupted_predict_leaves_no_file(
     run_dir: Path, synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
