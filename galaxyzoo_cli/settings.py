@@ -259,6 +259,14 @@ RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache", "strict"
 """The settings a resume may change; every other one is the run's own."""
 
 
+def _as_paths(settings: object, *names: str) -> None:
+    """Files and folders given as text (from Python) become :class:`Path` objects."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and not isinstance(value, Path):
+            object.__setattr__(settings, name, Path(value))
+
+
 @dataclass(frozen=True)
 class EvaluateSettings:
     """The settings of ``evaluate`` (:func:`galaxyzoo_cli.inference.evaluate`)."""
@@ -283,6 +291,7 @@ class EvaluateSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "split", choice(EvalSplit, self.split, "--split"))
+        _as_paths(self, "data_dir", "out", "predictions")
 
     def check(self) -> None:
         """Reject impossible settings, naming the flag."""
@@ -318,6 +327,9 @@ class PredictSettings:
     """Also write the feature vectors (``.npy``), one row per CSV row."""
     fits: FitsOptions | None = None
     """How FITS cutouts become colour images (None: the defaults); checked when made."""
+
+    def __post_init__(self) -> None:
+        _as_paths(self, "data_dir", "images", "catalogue", "out", "embeddings")
 
     def check(self) -> None:
         """Reject impossible settings, naming the flag."""

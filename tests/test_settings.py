@@ -169,6 +169,12 @@ def test_the_python_api_refuses_invalid_fits_options_as_the_cli_does(
         assert f"Error: {refused.value}" in result.stderr
 
 
+def test_settings_take_paths_as_text() -> None:
+    settings = PredictSettings(images="cutouts", out="p.csv")  # type: ignore[arg-type]
+    assert settings == PredictSettings(images=Path("cutouts"), out=Path("p.csv"))
+    assert EvaluateSettings(data_dir="data", split="all").data_dir == Path("data")  # type: ignore[arg-type]
+
+
 def test_fits_bands_are_given_as_a_tuple_or_as_text() -> None:
     assert FitsOptions(bands="0, 1,2").bands == (0, 1, 2) == FitsOptions(bands=(0, 1, 2)).bands
     assert FitsOptions(scale=" SDSS").scale == "sdss"
