@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
+from galaxyzoo_cli.device import resolve_device
 from galaxyzoo_cli.inference import predict
-from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.settings import PredictSettings, TrainConfig
 from galaxyzoo_cli.synthetic import generate
 from galaxyzoo_cli.training import train
 
@@ -67,7 +68,8 @@ def main() -> None:
             )
         )
     for tta in (1, 8):
-        p = predict([runs[True]], data_dir=data, out=work / "sub.csv", tta=tta, device=args.device)
+        settings = PredictSettings(data_dir=data, out=work / "sub.csv", tta=tta)
+        p = predict([runs[True]], settings, device=resolve_device(args.device))
         rows.append(
             (f"predict, tta {tta}", f"{p.images_per_second:,.0f} images/s", f"{p.n_images}")
         )

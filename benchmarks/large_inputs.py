@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from galaxyzoo_cli.cache import take_rows  # noqa: E402
+from galaxyzoo_cli.cache import copy_rows  # noqa: E402
 from galaxyzoo_cli.data import list_images  # noqa: E402
 from galaxyzoo_cli.images import InputSpec, decode_into  # noqa: E402
 from galaxyzoo_cli.models import resolve_config  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
         order = np.random.default_rng(0).permutation(n)
         start = time.perf_counter()
         for b in range(0, n, 64):
-            batch = torch.from_numpy(take_rows(cached, np.sort(order[b : b + 64])))
+            batch = torch.from_numpy(copy_rows(cached, np.sort(order[b : b + 64])))
             batch = batch.float().div_(255)
         seconds = time.perf_counter() - start
         del batch, cached

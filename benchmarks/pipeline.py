@@ -165,8 +165,9 @@ def predict_in_child(run: Path, images: Path, out: Path, tta: int, cache: bool) 
         "import json, resource, sys, time;"
         "from pathlib import Path;"
         "from galaxyzoo_cli.inference import predict;"
-        f"r = predict([Path({str(run)!r})], images=Path({str(images)!r}), out=Path({str(out)!r}),"
-        f" tta={tta}, device='cpu', use_cache={cache});"
+        "from galaxyzoo_cli.settings import PredictSettings;"
+        f"r = predict([Path({str(run)!r})], PredictSettings(images=Path({str(images)!r}),"
+        f" out=Path({str(out)!r}), tta={tta}, cache={cache}));"
         "print(json.dumps({'seconds': r.seconds, 'n': r.n_images,"
         " 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
     )

@@ -394,11 +394,16 @@ class LazyPixels:
 
     def __getitem__(self, index: slice | np.ndarray | int) -> np.ndarray:
         picked = np.arange(len(self.paths))[index]
-        rows = np.atleast_1d(picked)
-        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
-        decode_into(out, [self.paths[int(i)] for i in rows], self.spec, self.workers, SILENT,
-                    self.fits)  # fmt: skip
+        out, _ = self.decode(np.atleast_1d(picked))
         return out if np.ndim(picked) else out[0]
+
+    def decode(self, rows: np.ndarray | Sequence[int]) -> tuple[np.ndarray, dict[int, str]]:
+        """Images ``rows`` decoded into a new uint8 array, and those that could not be read
+        (numbered among ``rows``; their images are zeros)."""
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        unreadable = decode_into(out, [self.paths[int(i)] for i in rows], self.spec,
+                                 self.workers, SILENT, self.fits)  # fmt: skip
+        return out, unreadable
 
 
 DISK_MARGIN = 1 << 30
@@ -443,12 +448,12 @@ class Rows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def take(self, index: np.ndarray) -> np.ndarray:
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
         """The images at positions ``index`` of these rows (a copy of those only)."""
-        return take_rows(self.array, self.rows[index])
+        return copy_rows(self.array, self.rows[index])
 
 
-def take_rows(array: np.ndarray | LazyPixels, rows: np.ndarray) -> np.ndarray:
+def copy_rows(array: np.ndarray | LazyPixels, rows: np.ndarray) -> np.ndarray:
     """A new array of ``array[rows]``; from a memory-mapped cache, read with :func:`read_rows`."""
     if isinstance(array, np.memmap) and hasattr(os, "preadv"):
         return read_rows(array, rows)

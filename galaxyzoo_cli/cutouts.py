@@ -9,9 +9,11 @@ answers on other surveys or processing are only as good as the resemblance.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,7 @@ class FitsOptions:
     """
 
     bands: tuple[int, int, int] = (2, 1, 0)
+    """Also given as text, ``"2,1,0"`` (as ``--fits-bands`` takes it)."""
     stretch: float = 0.5
     q: float = 8.0
     minimum: float | None = None
@@ -65,6 +68,9 @@ class FitsOptions:
     percentile: float = 99.5
 
     def __post_init__(self) -> None:
+        # Every option is checked here, once, whether it comes from the CLI or from Python.
+        object.__setattr__(self, "bands", parse_bands(self.bands))
+        object.__setattr__(self, "scale", str(self.scale).strip().lower())
         if self.scale not in FITS_SCALES:
             raise BadInputError(f"--fits-scale {self.scale!r}: use percentile or sdss.")
         if not 50 < self.percentile <= 100:
@@ -72,12 +78,27 @@ class FitsOptions:
                 f"--fits-percentile {self.percentile}: give a percentile above 50 and up to 100 "
                 "(e.g. 99.5)."
             )
-        if not (self.stretch > 0 and self.q > 0):
-            raise BadInputError("--fits-stretch and --fits-q: give positive numbers.")
+        for flag, value in (("--fits-stretch", self.stretch), ("--fits-q", self.q)):
+            if not (value > 0 and math.isfinite(value)):
+                raise BadInputError(f"{flag} {value}: give a positive number.")
+        if self.minimum is not None and not math.isfinite(self.minimum):
+            raise BadInputError(f"--fits-minimum {self.minimum}: give a finite number.")
 
     def as_dict(self) -> dict[str, object]:
         return {"bands": list(self.bands), "scale": self.scale, "percentile": self.percentile,
                 "stretch": self.stretch, "q": self.q, "minimum": self.minimum}  # fmt: skip
+
+
+def parse_bands(bands: str | Iterable[object]) -> tuple[int, int, int]:
+    """Three plane numbers (0-based) from a sequence or from text such as ``"2,1,0"``."""
+    parts = bands.split(",") if isinstance(bands, str) else bands
+    try:
+        planes = [int(str(p).strip()) for p in parts]
+    except (TypeError, ValueError):  # not a sequence, or 1.5, or "r"
+        planes = []
+    if len(planes) != 3 or min(planes) < 0:
+        raise BadInputError(f"--fits-bands {bands!r}: give three plane numbers, e.g. 2,1,0.")
+    return planes[0], planes[1], planes[2]
 
 
 class FitsSupportMissing(BadInputError):

@@ -156,10 +156,11 @@ def _parse_values(path: Path, raw: np.ndarray) -> np.ndarray:
     empty = raw == ""
     try:
         values = np.where(empty, "nan", raw).astype(np.float64)
-    except ValueError:
+    except ValueError:  # cell by cell: the first one that is not a number is named
+        values = np.empty(raw.shape, dtype=np.float64)
         for (r, c), cell in np.ndenumerate(raw):
             try:
-                float(cell or "nan")
+                values[r, c] = float(cell or "nan")
             except ValueError:
                 raise _bad(
                     path,
@@ -167,7 +168,6 @@ def _parse_values(path: Path, raw: np.ndarray) -> np.ndarray:
                     f"{str(cell)!r} is not a number",
                     "Values are numbers in [0, 1]; leave the cell empty for a missing label.",
                 ) from None
-        raise  # unreachable: some cell failed above
     bad = ~np.isnan(values) & ~((values >= 0.0) & (values <= 1.0))
     if bad.any():
         r, c = (int(x) for x in np.argwhere(bad)[0])

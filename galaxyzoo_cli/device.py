@@ -50,10 +50,10 @@ class Runtime:
                 dist.destroy_process_group()
 
     def keep_on_device(self, arrays: tuple[Any, ...], reporter: Reporter) -> tuple[Any, ...]:
-        """On CUDA, the uint8 images (cache rows with ``take``) moved to the GPU when they need
-        under a quarter of its free memory (all 61,578 Kaggle images at 64 px RGB take 0.76 GB):
-        batches are then sliced there and no step waits for a host-to-device copy. Elsewhere,
-        unchanged."""
+        """On CUDA, the uint8 images (cache :class:`~galaxyzoo_cli.cache.Rows`) moved to the GPU
+        when they need under a quarter of its free memory (all 61,578 Kaggle images at 64 px RGB
+        take 0.76 GB): batches are then sliced there and no step waits for a host-to-device copy.
+        Elsewhere, unchanged."""
         if self.device.type != "cuda":
             return arrays
         import torch
@@ -64,7 +64,7 @@ class Runtime:
             return arrays
         reporter.log(f"Images kept on {self.device} ({nbytes / 1e9:.2f} GB).")
         return tuple(
-            torch.from_numpy(np.ascontiguousarray(a.take(np.arange(len(a))))).to(self.device)
+            torch.from_numpy(np.ascontiguousarray(a[np.arange(len(a))])).to(self.device)
             for a in arrays
         )
 

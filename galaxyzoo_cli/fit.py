@@ -155,7 +155,7 @@ def prepare(
 def batch_of(x: Images, idx: np.ndarray) -> np.ndarray | torch.Tensor:
     """Rows ``idx`` of the inputs: cached images, an array or a (GPU) tensor."""
     if isinstance(x, Rows):
-        return x.take(idx)
+        return x[idx]
     if isinstance(x, np.ndarray):
         return x[idx]
     return x[torch.from_numpy(idx).to(x.device)]

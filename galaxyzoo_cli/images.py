@@ -23,6 +23,7 @@ import numpy as np
 from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits, require_fits
 from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, os_error
 from galaxyzoo_cli.progress import Reporter
+from galaxyzoo_cli.settings import REFERENCE_SIDE, check_crop, check_image_size
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 # images itself, naming the file, so the warning would only repeat it without the file's name.
 warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
 
-REFERENCE_SIDE = 424
-"""Side of the Kaggle images; crop sizes are given in this frame and scaled for other sizes."""
 _CHUNK = 256
 
 
@@ -56,13 +55,8 @@ class InputSpec:
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise BadInputError(f"channels {self.channels}: use 1 (grayscale) or 3 (RGB).")
-        if self.crop is not None and not 8 <= self.crop <= REFERENCE_SIDE:
-            raise BadInputError(
-                f"crop {self.crop}: give a side between 8 and {REFERENCE_SIDE} pixels "
-                "(of the 424-px frame)."
-            )
-        if self.size is not None and not 8 <= self.size <= 1024:
-            raise BadInputError(f"size {self.size}: give a side between 8 and 1024 pixels.")
+        check_crop(self.crop, "crop")
+        check_image_size(self.size, "size")
         for name in ("mean", "std"):
             values = getattr(self, name)
             object.__setattr__(self, name, tuple(float(v) for v in values))
@@ -91,10 +85,6 @@ class InputSpec:
             parts.append(f"resize {self.size}")
         return " + ".join(parts)
 
-    def pixels(self) -> InputSpec:
-        """The same spec without normalisation: what decoding and the cache depend on."""
-        return InputSpec(self.channels, self.crop, self.size)
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "channels": self.channels,
@@ -121,27 +111,23 @@ def parse_transform(spec: str) -> InputSpec:
     Tokens: ``original``/``rgb``, ``gray``/``grayscale``, ``crop=N`` and ``size=N`` (or
     ``resize=N``), separated by commas or ``+``. Errors name ``--transform`` and the token.
     """
+    flag = f"--transform {spec!r}:"
     channels, crop, size = 3, None, None
     for token in filter(None, (t.strip().lower() for t in re.split(r"[,+]", spec))):
         name, _, value = token.partition("=")
-        problem = None
         if name in ("original", "rgb", "color", "colour") and not value:
             channels = 3
         elif name in ("gray", "grey", "grayscale", "greyscale") and not value:
             channels = 1
         elif name == "crop" and value.isdigit():
             crop = int(value)
-            if not 8 <= crop <= REFERENCE_SIDE:
-                problem = f"give a crop between 8 and {REFERENCE_SIDE} pixels"
+            check_crop(crop, f"{flag} crop")
         elif name in ("size", "resize") and value.isdigit():
             size = int(value)
-            if not 8 <= size <= 1024:
-                problem = "give a size between 8 and 1024 pixels"
+            check_image_size(size, f"{flag} {name}")
         else:
-            problem = "use comma-separated original, gray, crop=N, size=N"
-        if problem:
             raise BadInputError(
-                f"--transform {spec!r}: cannot use {token!r}; {problem} "
+                f"{flag} cannot use {token!r}; use comma-separated original, gray, crop=N, size=N "
                 "(e.g. 'gray,crop=256,size=64')."
             )
     return InputSpec(channels=channels, crop=crop, size=size)

@@ -22,11 +22,12 @@ import torch
 
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.cache import (
+    LazyPixels,
     cached,
+    copy_rows,
     image_size_of,
     load_images,
     rows_of,
-    take_rows,
     will_cache,
 )
 from galaxyzoo_cli.cutouts import (
@@ -46,16 +47,17 @@ from galaxyzoo_cli.data import (
     load_catalogue,
     write_labels,
 )
-from galaxyzoo_cli.device import autocast, choose_device, to_float
+from galaxyzoo_cli.device import autocast, to_float
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import atomic_path, write_json_atomic
-from galaxyzoo_cli.images import InputSpec, batch_for, decode_into
+from galaxyzoo_cli.images import InputSpec, batch_for
 from galaxyzoo_cli.metrics import ACCURACY_NOTE, column_means, score
 from galaxyzoo_cli.models.network import GalaxyModel, fuse_for_inference
 from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.run_args import require_runs
 from galaxyzoo_cli.runs import Checkpoint, load_checkpoint, resolve_run
 from galaxyzoo_cli.schema import COLUMNS, ID_COLUMN, N_OUTPUTS, QUESTIONS, Learned
-from galaxyzoo_cli.settings import EvalSplit, choice
+from galaxyzoo_cli.settings import EvalSplit, EvaluateSettings, PredictSettings
 from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.tasks import Task
 from galaxyzoo_cli.transforms import tta_views
@@ -123,15 +125,14 @@ def _image_chunks(
         unreadable.update(decoded.unreadable)
         positions = decoded.positions
         for s in range(0, len(positions), chunk):  # writable copies, bounded in size
-            yield take_rows(decoded.pixels, positions[s : s + chunk])
+            yield copy_rows(decoded.pixels, positions[s : s + chunk])
         return
     if use_cache is None:
         reporter.log("Decoding the images as they are predicted (a cache would be too large).")
-    wanted = list(paths) if rows is None else [paths[int(i)] for i in rows]
-    side = spec.size or image_size_of(wanted, spec, fits)
+    lazy = LazyPixels(list(paths), spec, image_size_of(paths, spec, fits), workers, fits)
+    wanted = np.arange(len(paths)) if rows is None else rows
     for s in range(0, len(wanted), chunk):
-        part = np.empty((len(wanted[s : s + chunk]), spec.channels, side, side), np.uint8)
-        found = decode_into(part, wanted[s : s + chunk], spec, workers, SILENT, fits)
+        part, found = lazy.decode(wanted[s : s + chunk])
         unreadable.update({s + i: why for i, why in found.items()})
         yield part
 
@@ -165,8 +166,6 @@ def predict_images(
     """Predictions (N, ``n_outputs``: the tree's 37 or a task's columns) float32 in [0, 1] for
     uint8 image chunks, averaging ``tta`` views; with ``embeddings``, also the model's feature
     vectors (N, F), averaged over the views."""
-    if tta < 1:
-        raise BadInputError(f"--tta {tta}: give 1 (no test-time augmentation) or more views.")
     model.eval()
     out = np.empty((n_images, n_outputs), dtype=np.float32)
     feats: np.ndarray | None = None
@@ -399,51 +398,39 @@ def _run_data_dir(ckpt: Checkpoint, data_dir: Path | None) -> Path:
     return folder
 
 
-def _as_list(runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Any]:
-    if isinstance(runs, (str, os.PathLike)):
-        return [runs]
-    if not runs:
-        raise BadInputError("give at least one RUN (a run folder or checkpoint).")
-    return list(runs)
-
-
 def evaluate(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    settings: EvaluateSettings | None = None,
     *,
-    data_dir: Path | None = None,
-    split: EvalSplit | str = EvalSplit.VAL,
-    tta: int = 1,
-    device: str = "auto",
-    use_cache: bool | None = None,
-    workers: int | None = None,
-    write: bool = True,
-    out: Path | None = None,
-    predictions: Path | None = None,
-    strict: bool = False,
+    device: torch.device | None = None,
     reporter: Reporter = SILENT,
 ) -> EvalResult | LabelEvalResult:
     """Kaggle RMSE, per-question RMSE and accuracy of a run (or of several averaged, an
     ensemble, as :func:`predict` averages them), with the zeros and training-mean baselines, on
     its validation split (or its training galaxies, or all labelled galaxies), with ``tta``
-    views. A run finetuned on a user's labels is scored on them instead
-    (:func:`galaxyzoo_cli.finetune.evaluate_labels`; ``data_dir``: its images folder).
+    views, computed on ``device`` (default: the CPU). A run finetuned on a user's labels is
+    scored on them instead (:func:`galaxyzoo_cli.finetune.evaluate_labels`; ``data_dir``: its
+    images folder).
 
-    With ``write``, the figures go to ``out`` or, by default, the first run's eval.json (a new
-    name when that holds an evaluation of other inputs). ``predictions``: also a Kaggle-format
-    CSV of the evaluated galaxies' predictions (for stacking and figures). Galaxies without a
-    readable image are skipped and named (``strict``: an error)."""
+    ``settings`` (:class:`~galaxyzoo_cli.settings.EvaluateSettings`, checked first): with
+    ``write``, the figures go to ``out`` or, by default, the first run's eval.json (a new name
+    when that holds an evaluation of other inputs). ``predictions``: also a Kaggle-format CSV of
+    the evaluated galaxies' predictions (for stacking and figures). Galaxies without a readable
+    image are skipped and named (``strict``: an error)."""
     start = time.perf_counter()
-    split = choice(EvalSplit, split, "--split")
-    dev = choose_device(device, reporter)
-    loaded = [load_run(r, dev) for r in _as_list(runs)]
+    settings = settings or EvaluateSettings()
+    settings.check()
+    split, tta, data_dir = settings.split, settings.tta, settings.data_dir
+    dev = device or torch.device("cpu")
+    loaded = [load_run(r, dev) for r in require_runs(runs)]
     first = loaded[0].checkpoint
     if not all(r.checkpoint.model.task.is_tree for r in loaded):
         from galaxyzoo_cli.finetune import evaluate_labels
 
         return evaluate_labels(
-            loaded, dev, images=data_dir, split=split, tta=tta, use_cache=use_cache,
-            workers=workers, write=write, out=out, predictions=predictions, strict=strict,
-            reporter=reporter,
+            loaded, dev, images=data_dir, split=split, tta=tta, use_cache=settings.cache,
+            workers=settings.workers, write=settings.write, out=settings.out,
+            predictions=settings.predictions, strict=settings.strict, reporter=reporter,
         )  # fmt: skip
     if split != EvalSplit.ALL:
         for other in loaded[1:]:
@@ -464,13 +451,13 @@ def evaluate(
     universe, rows = _within(cat, subset, first.settings.limit, loaded[0].input)
     for run in loaded:
         pred += predict_paths(
-            run, universe.paths, dev, tta=tta, use_cache=use_cache, workers=workers,
+            run, universe.paths, dev, tta=tta, use_cache=settings.cache, workers=settings.workers,
             reporter=reporter, rows=rows,
         ).values  # fmt: skip
     pred /= len(loaded)
     readable = ~np.isnan(pred[:, 0])
     skipped.add("unreadable image", subset.ids[~readable])
-    skipped.enforce(strict, folder, reporter)
+    skipped.enforce(settings.strict, folder, reporter)
     subset, pred = subset.subset(np.flatnonzero(readable)), pred[readable]
     learned = learned_by_all(loaded)
     target = subset.labels.copy()
@@ -497,12 +484,12 @@ def evaluate(
         provenance=prov,
         skipped=skipped,
     )
-    if predictions is not None:
-        result.predictions = write_labels(predictions, subset.ids, pred)
+    if settings.predictions is not None:
+        result.predictions = write_labels(settings.predictions, subset.ids, pred)
         provenance.write_sidecar(result.predictions, prov)
-    if write:
+    if settings.write:
         default = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
-        result.out = provenance.output_path(default, out, prov, reporter)
+        result.out = provenance.output_path(default, settings.out, prov, reporter)
         write_json_atomic(result.out, result.as_dict())
     return result
 
@@ -582,17 +569,13 @@ class PredictResult:
         return "\n".join(lines)
 
 
-def _inputs(
-    loaded: LoadedRun, data_dir: Path | None, images: Path | None, catalogue: Path | None
-) -> tuple[Cutouts, str]:
+def _inputs(loaded: LoadedRun, settings: PredictSettings) -> tuple[Cutouts, str]:
     """The images to predict and where they come from (for the provenance)."""
-    if images is not None and catalogue is not None:
-        raise BadInputError("--images and --catalogue: give one of them.")
-    if catalogue is not None:
-        return read_catalogue(catalogue), str(catalogue.resolve())
-    if images is not None:
-        return find_cutouts(images), str(images.resolve())
-    folder = _run_data_dir(loaded.checkpoint, data_dir) / TEST_IMAGES
+    if settings.catalogue is not None:
+        return read_catalogue(settings.catalogue), str(settings.catalogue.resolve())
+    if settings.images is not None:
+        return find_cutouts(settings.images), str(settings.images.resolve())
+    folder = _run_data_dir(loaded.checkpoint, settings.data_dir) / TEST_IMAGES
     ids, paths = list_images(folder)
     if not len(ids):
         raise BadInputError(f"{folder}: no images (<GalaxyID>.jpg) to predict.")
@@ -642,23 +625,13 @@ def _untrained_note(learned: Learned, kaggle: bool) -> str | None:
 @stop_on_signals()
 def predict(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    settings: PredictSettings | None = None,
     *,
-    data_dir: Path | None = None,
-    images: Path | None = None,
-    catalogue: Path | None = None,
-    out: Path | None = None,
-    tta: int = 1,
-    device: str = "auto",
-    batch_size: int | None = None,
-    use_cache: bool | None = None,
-    workers: int | None = None,
-    strict: bool = False,
-    derived: bool = False,
-    embeddings: Path | None = None,
-    fits: FitsOptions | None = None,
+    device: torch.device | None = None,
     reporter: Reporter = SILENT,
 ) -> PredictResult:
-    """Predict the 37 answers for a folder of images and write them as a CSV.
+    """Predict the 37 answers for a folder of images on ``device`` (default: the CPU) and write
+    them as a CSV. ``settings``: :class:`~galaxyzoo_cli.settings.PredictSettings` (checked first).
 
     Images: ``images`` (any folder of JPEG, PNG or FITS cutouts, searched recursively, any size),
     else the files of a ``catalogue`` CSV (``id,path`` and columns to pass through), else
@@ -681,19 +654,23 @@ def predict(
     error).
     """
     start = time.perf_counter()
-    dev = choose_device(device, reporter)
-    loaded_runs = [load_run(r, dev) for r in _as_list(runs)]  # fail fast on a bad RUN
+    settings = settings or PredictSettings()
+    settings.check()
+    images, catalogue, derived = settings.images, settings.catalogue, settings.derived
+    dev = device or torch.device("cpu")
+    loaded_runs = [load_run(r, dev) for r in require_runs(runs)]  # fail fast on a bad RUN
     task = _one_task(loaded_runs, images or catalogue, derived)
-    cutouts, source = _inputs(loaded_runs[0], data_dir, images, catalogue)
+    cutouts, source = _inputs(loaded_runs[0], settings)
     kaggle = images is None and catalogue is None and not derived
     learned = learned_by_all(loaded_runs)
-    fits = fits if any(is_fits(p) for p in cutouts.paths) else None
+    fits = (settings.fits or FitsOptions()) if any(is_fits(p) for p in cutouts.paths) else None
     total = np.zeros((len(cutouts.ids), task.n_outputs), dtype=np.float64)
     features = []
     for loaded in loaded_runs:
         pred = predict_paths(
-            loaded, cutouts.paths, dev, tta=tta, batch_size=batch_size, use_cache=use_cache,
-            workers=workers, embeddings=embeddings is not None, fits=fits, reporter=reporter,
+            loaded, cutouts.paths, dev, tta=settings.tta, batch_size=settings.batch_size,
+            use_cache=settings.cache, workers=settings.workers,
+            embeddings=settings.embeddings is not None, fits=fits, reporter=reporter,
         )  # fmt: skip
         total += pred.values
         if pred.embeddings is not None:
@@ -703,7 +680,7 @@ def predict(
     all_ids: list[int | str] = [int(i) if kaggle else i for i in cutouts.ids]
     skipped = Skipped()
     skipped.add("unreadable image", [all_ids[i] for i in np.flatnonzero(~readable)])
-    skipped.enforce(strict, images or catalogue or source, reporter)
+    skipped.enforce(settings.strict, images or catalogue or source, reporter)
     mean = np.clip(total[keep] / len(loaded_runs), 0.0, 1.0)
     extra: dict[str, Sequence[object]] = {
         c: [v[i] for i in keep] for c, v in cutouts.columns.items()
@@ -717,19 +694,18 @@ def predict(
         mean[:, ~learned.mask] = np.nan  # written as empty cells
     ids = [all_ids[i] for i in keep]
     prov = provenance.record(
-        "predict", _runs_provenance(loaded_runs), tta=tta, images=source, n_images=len(keep),
-        derived=derived, fits=None if fits is None else fits.as_dict(),
+        "predict", _runs_provenance(loaded_runs), tta=settings.tta, images=source,
+        n_images=len(keep), derived=derived, fits=None if fits is None else fits.as_dict(),
         kaggle_submission=kaggle, untrained_questions=list(learned.untrained),
         untrained_columns="prior" if kaggle else "empty", flags=list(flags.columns),
     )  # fmt: skip
     default = loaded_runs[0].run_dir / ("submission.csv" if kaggle else "predictions.csv")
-    target = provenance.output_path(default, out, prov, reporter)
+    target = provenance.output_path(default, settings.out, prov, reporter)
     write_labels(target, ids, mean, id_column=ID_COLUMN if kaggle else "id", extra=extra,
                  columns=task.output_columns)  # fmt: skip
     provenance.write_sidecar(target, prov)
-    vectors = None
-    if embeddings is not None:
-        vectors = embeddings
+    vectors = settings.embeddings
+    if vectors is not None:
         with atomic_path(vectors, suffix=".npy") as tmp, tmp.open("wb") as f:
             np.save(f, np.concatenate(features, axis=1)[keep])  # a file object: no suffix added
         provenance.write_sidecar(vectors, {**prov, "rows_of": str(target)})
@@ -739,7 +715,7 @@ def predict(
         runs=[str(r.run_dir) for r in loaded_runs],
         columns=list(task.output_columns),
         n_images=len(keep),
-        tta=tta,
+        tta=settings.tta,
         seconds=seconds,
         images_per_second=len(cutouts.ids) / max(seconds, 1e-9),
         skipped=skipped,

@@ -95,7 +95,7 @@ def preview(
     )
     for row, (label, prep) in enumerate(rows):
         for column, galaxy in enumerate(pick):
-            img = load_image(paths[int(galaxy)], prep.pixels(), fits=fits)
+            img = load_image(paths[int(galaxy)], prep, fits=fits)
             ax = axes[row][column]
             if img.shape[0] == 1:
                 ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from galaxyzoo_cli.images import REFERENCE_SIDE
+from galaxyzoo_cli.settings import REFERENCE_SIDE
 
 KINDS = ("smooth", "disk", "edge_on", "star")
 BULGE_SHAPES = ("rounded", "boxy", "none")

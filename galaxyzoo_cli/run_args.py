@@ -13,14 +13,19 @@ from galaxyzoo_cli.runs import RunRef, resolve_run
 RunArg = TypeVar("RunArg", bound="str | os.PathLike[str]")
 
 
-def require_runs(runs: Sequence[RunArg]) -> list[RunArg]:
-    """``runs`` as a list; none at all is a :class:`BadInputError`."""
+def require_runs(runs: RunArg | Sequence[RunArg]) -> list[RunArg]:
+    """``runs`` as a list (one run given alone: a list of one, not of its path's characters);
+    none at all is a :class:`BadInputError`."""
+    if isinstance(runs, (str, os.PathLike)):
+        return [runs]
     if not runs:
         raise BadInputError("give at least one RUN (a run folder or checkpoint).")
     return list(runs)
 
 
-def resolve_runs(runs: Sequence[str | os.PathLike[str]]) -> list[RunRef]:
+def resolve_runs(
+    runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[RunRef]:
     """Each RUN's folder and the checkpoint to use (its ``weights/best.pt``, or the file given);
     none at all, or one that is neither, is a :class:`BadInputError` (before any work starts)."""
     return [resolve_run(run) for run in require_runs(runs)]

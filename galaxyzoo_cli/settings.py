@@ -3,6 +3,10 @@
 Every choice is an :class:`enum.Enum` of strings, so ``--help`` lists the values and mypy checks
 them. :class:`TrainConfig` holds every setting of a training run; ``None`` means "the model's own
 default" for the input options, resolved once by :func:`galaxyzoo_cli.models.resolve_config`.
+:class:`EvaluateSettings` and :class:`PredictSettings` hold those of ``evaluate`` and ``predict``.
+Each ``check()`` refuses what cannot work with a one-line :class:`BadInputError` naming the flag,
+for the CLI and the Python API alike. The device is not a setting here: it is chosen once, at the
+edge (:func:`galaxyzoo_cli.device.choose_device`), and passed to the library.
 """
 
 from __future__ import annotations
@@ -11,11 +15,47 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from galaxyzoo_cli.errors import BadInputError
 
+if TYPE_CHECKING:
+    from galaxyzoo_cli.cutouts import FitsOptions
+
 DEFAULT_MODEL = "galaxynet"
+
+REFERENCE_SIDE = 424
+"""Side of the Kaggle images; crop sizes are given in this frame and scaled for other sizes."""
+MIN_SIDE, MAX_SIDE = 8, 1024
+"""The smallest crop or input side, and the largest input side, in pixels."""
+
+
+def check_crop(crop: int | None, flag: str = "--crop") -> None:
+    """Refuse a centred-crop side outside [8, 424] pixels of the 424-px frame (None: none)."""
+    if crop is not None and not MIN_SIDE <= crop <= REFERENCE_SIDE:
+        raise BadInputError(
+            f"{flag} {crop}: give a side between {MIN_SIDE} and {REFERENCE_SIDE} pixels (of the "
+            f"{REFERENCE_SIDE}-px frame)."
+        )
+
+
+def check_image_size(size: int | None, flag: str = "--image-size") -> None:
+    """Refuse an input side outside [8, 1024] pixels (None: the crop's own side)."""
+    if size is not None and not MIN_SIDE <= size <= MAX_SIDE:
+        raise BadInputError(f"{flag} {size}: give a side between {MIN_SIDE} and {MAX_SIDE}.")
+
+
+def check_tta(tta: int) -> None:
+    """Refuse fewer than one test-time view."""
+    if tta < 1:
+        raise BadInputError(f"--tta {tta}: give 1 (no test-time augmentation) or more views.")
+
+
+def check_at_least_one(value: int | None, flag: str) -> None:
+    """Refuse a count below 1 (None: the default)."""
+    if value is not None and value < 1:
+        raise BadInputError(f"{flag} {value}: give at least 1.")
 
 
 class Choice(str, Enum):
@@ -163,10 +203,8 @@ class TrainConfig:
 
     def check(self) -> None:
         """Reject impossible settings, naming the flag."""
-        if self.epochs < 1:
-            raise BadInputError(f"--epochs {self.epochs}: give at least 1.")
-        if self.batch_size < 1:
-            raise BadInputError(f"--batch-size {self.batch_size}: give at least 1.")
+        check_at_least_one(self.epochs, "--epochs")
+        check_at_least_one(self.batch_size, "--batch-size")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise BadInputError(f"--lr {self.lr}: give a positive learning rate such as 1e-3.")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -185,12 +223,8 @@ class TrainConfig:
             raise BadInputError(f"--patience {self.patience}: give 0 (off) or more epochs.")
         if self.channels is not None and self.channels not in (1, 3):
             raise BadInputError(f"--channels {self.channels}: use 1 (grayscale) or 3 (RGB).")
-        if self.crop is not None and not 8 <= self.crop <= 424:
-            raise BadInputError(
-                f"--crop {self.crop}: give a side between 8 and 424 pixels (of the 424-px frame)."
-            )
-        if self.image_size is not None and not 8 <= self.image_size <= 1024:
-            raise BadInputError(f"--image-size {self.image_size}: give a side between 8 and 1024.")
+        check_crop(self.crop)
+        check_image_size(self.image_size)
         if not 0 <= self.ema < 1:
             raise BadInputError(f"--ema {self.ema}: give a decay in [0, 1), e.g. 0.995 (0: off).")
         if not 0 <= self.head_epochs < self.epochs:
@@ -200,10 +234,8 @@ class TrainConfig:
             )
         if not 0 < self.lr_decay <= 1:
             raise BadInputError(f"--lr-decay {self.lr_decay}: give a factor in (0, 1], e.g. 0.7.")
-        if self.epoch_images is not None and self.epoch_images < 1:
-            raise BadInputError(f"--epoch-images {self.epoch_images}: give at least 1.")
-        if self.workers is not None and self.workers < 1:
-            raise BadInputError(f"--workers {self.workers}: give at least 1.")
+        check_at_least_one(self.epoch_images, "--epoch-images")
+        check_at_least_one(self.workers, "--workers")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -217,10 +249,92 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """The settings saved by :meth:`as_dict` (keys of other versions are ignored)."""
+        """The settings saved by :meth:`as_dict`, or a command's options (other keys are
+        ignored: those of other versions, or the command's own)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
 RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache", "strict", "log")
 """The settings a resume may change; every other one is the run's own."""
+
+
+def _as_paths(settings: object, *names: str) -> None:
+    """Files and folders given as text (from Python) become :class:`Path` objects."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and not isinstance(value, Path):
+            object.__setattr__(settings, name, Path(value))
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """The settings of ``evaluate`` (:func:`galaxyzoo_cli.inference.evaluate`)."""
+
+    data_dir: Path | None = None
+    """The labelled folder (default: the one the first run was trained on); for a finetuned run,
+    its images folder."""
+    split: EvalSplit = EvalSplit.VAL
+    tta: int = 1
+    """Views averaged per image (1: none; 8: the exact rotations and flips)."""
+    cache: bool | None = None
+    """Decoded images in the on-disk cache: None: when it takes up to 4 GB and fits."""
+    workers: int | None = None
+    """Threads decoding images (None: the CPU count, at most 8)."""
+    write: bool = True
+    """Write the figures (to ``out`` or the first run's eval.json)."""
+    out: Path | None = None
+    predictions: Path | None = None
+    """Also a CSV of the evaluated galaxies' predictions."""
+    strict: bool = False
+    """Stop at a galaxy without a readable image instead of leaving it out."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "split", choice(EvalSplit, self.split, "--split"))
+        _as_paths(self, "data_dir", "out", "predictions")
+
+    def check(self) -> None:
+        """Reject impossible settings, naming the flag."""
+        check_tta(self.tta)
+        check_at_least_one(self.workers, "--workers")
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """The settings of ``predict`` (:func:`galaxyzoo_cli.inference.predict`): which images (a
+    folder of cutouts, a catalogue, or the Kaggle test images), what to write, and how."""
+
+    data_dir: Path | None = None
+    """The Kaggle-layout folder whose test images are predicted (default: the first run's)."""
+    images: Path | None = None
+    """A folder of JPEG, PNG or FITS cutouts, searched recursively."""
+    catalogue: Path | None = None
+    """A CSV with columns id and path (others are passed through)."""
+    out: Path | None = None
+    tta: int = 1
+    """Views averaged per image (1: none; 8: the exact rotations and flips)."""
+    batch_size: int | None = None
+    """Images per batch (None: 256 at 64 px, fewer for larger inputs)."""
+    cache: bool | None = None
+    """Decoded images in the on-disk cache: None: when it takes up to 4 GB and fits."""
+    workers: int | None = None
+    """Threads decoding images (None: the CPU count, at most 8)."""
+    strict: bool = False
+    """Stop at an unreadable image instead of leaving it out."""
+    derived: bool = False
+    """Add the 0/1 ``derived_<flag>`` columns."""
+    embeddings: Path | None = None
+    """Also write the feature vectors (``.npy``), one row per CSV row."""
+    fits: FitsOptions | None = None
+    """How FITS cutouts become colour images (None: the defaults); checked when made."""
+
+    def __post_init__(self) -> None:
+        _as_paths(self, "data_dir", "images", "catalogue", "out", "embeddings")
+
+    def check(self) -> None:
+        """Reject impossible settings, naming the flag."""
+        if self.images is not None and self.catalogue is not None:
+            raise BadInputError("--images and --catalogue: give one of them.")
+        check_tta(self.tta)
+        check_at_least_one(self.batch_size, "--batch-size")
+        check_at_least_one(self.workers, "--workers")

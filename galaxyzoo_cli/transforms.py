@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.settings import check_tta
 
 
 def augment_batch(
@@ -70,8 +70,7 @@ def tta_views(images: torch.Tensor, n: int) -> list[torch.Tensor]:
     The first min(n, 8) are the exact dihedral views (rotations by 90° and flips); beyond 8, views
     rotated by intermediate angles (45°, 22.5°, …) with and without a flip are added.
     """
-    if n < 1:
-        raise BadInputError(f"--tta {n}: give 1 (no test-time augmentation) or more views.")
+    check_tta(n)
     views = [dihedral_view(images, k) for k in range(min(n, 8))]
     extra = n - len(views)
     if extra > 0:

@@ -64,14 +64,14 @@ def test_batches_are_read_from_the_cache_file(images: list[Path], tmp_path: Path
     pixels = cache.load_images(images, PREP, cache_dir=tmp_path / "c", workers=2).pixels
     assert isinstance(pixels, np.memmap)
     rows = np.array([39, 0, 17, 17, 5])
-    for got in (cache.take_rows(pixels, rows), cache.Rows(pixels, np.arange(40)).take(rows)):
+    for got in (cache.copy_rows(pixels, rows), cache.Rows(pixels, np.arange(40))[rows]):
         np.testing.assert_array_equal(got, np.asarray(pixels)[rows])
         assert got.flags.writeable and not isinstance(got, np.memmap)
-    assert cache.take_rows(pixels, np.array([], dtype=int)).shape == (0, 1, 32, 32)
+    assert cache.copy_rows(pixels, np.array([], dtype=int)).shape == (0, 1, 32, 32)
     with open(pixels.filename, "r+b") as f:  # another program cuts the file while it is in use
         f.truncate(pixels.offset + 10 * 32 * 32)
     with pytest.raises(JobFailedError, match="galaxyzoo cache clear"):
-        cache.take_rows(pixels, np.array([3, 20]))
+        cache.copy_rows(pixels, np.array([3, 20]))
 
 
 def test_changed_settings_or_images_rebuild(images: list[Path], tmp_path: Path) -> None:
@@ -249,7 +249,7 @@ def test_a_subset_reads_rows_of_the_folders_cache(
     rows = np.array([30, 5, 2])
     part = cache.load_images(images, PREP, rows=rows, cache_dir=root)
     assert len(part) == 3 and part.unreadable.keys() == {1} and list(part.readable) == [1, 0, 1]
-    np.testing.assert_array_equal(part.select(np.array([0, 2])).take(np.array([1, 0])),
+    np.testing.assert_array_equal(part.select(np.array([0, 2]))[np.array([1, 0])],
                                   np.stack([load_image(images[2], PREP),
                                             load_image(images[30], PREP)]))  # fmt: skip
     n = len(decodes)
@@ -260,7 +260,7 @@ def test_a_subset_reads_rows_of_the_folders_cache(
     # Decoded as needed (no cache): only the rows asked for are looked at.
     lazy = cache.load_images(images, PREP, rows=rows, cache_dir=tmp_path / "none", use_cache=False)
     assert lazy.unreadable.keys() == {1} and len(decodes) == n + 3
-    np.testing.assert_array_equal(lazy.select(np.array([0])).take(np.array([0]))[0],
+    np.testing.assert_array_equal(lazy.select(np.array([0]))[np.array([0])][0],
                                   load_image(images[30], PREP))  # fmt: skip
 
 
@@ -273,7 +273,7 @@ def test_train_evaluate_and_plot_share_one_cache(
     whole folder, whose cache a later limited run reads rows of."""
     from galaxyzoo_cli.inference import evaluate
     from galaxyzoo_cli.plotting import plot_runs
-    from galaxyzoo_cli.settings import TrainConfig
+    from galaxyzoo_cli.settings import EvaluateSettings, TrainConfig
     from galaxyzoo_cli.training import train
 
     root = tmp_path / "cache"
@@ -281,8 +281,8 @@ def test_train_evaluate_and_plot_share_one_cache(
     for limit, sizes in ((60, [60]), (None, [60, 120]), (40, [60, 120])):
         config = TrainConfig(model="test_tiny", epochs=1, device="cpu", image_size=32, limit=limit)
         run = train(config, data_dir=synthetic_data, runs_dir=tmp_path / f"runs-{limit}").run_dir
-        evaluate(run, device="cpu")
-        evaluate(run, device="cpu", split="train")
+        evaluate(run)
+        evaluate(run, EvaluateSettings(split="train"))
         plot_runs([run], device="cpu")
         about = [json.loads(p.read_text()) for p in root.glob("*.json")]
         assert sorted(a["n_images"] for a in about) == sizes, limit

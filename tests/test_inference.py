@@ -16,7 +16,7 @@ from galaxyzoo_cli.data import TRAIN_IMAGES, read_labels
 from galaxyzoo_cli.inference import evaluate, predict
 from galaxyzoo_cli.metrics import ErrorSum, kaggle_rmse, question_scores
 from galaxyzoo_cli.schema import CSV_HEADER
-from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.settings import EvaluateSettings, PredictSettings, TrainConfig
 from galaxyzoo_cli.training import train
 from galaxyzoo_cli.transforms import tta_views
 
@@ -151,7 +151,7 @@ def test_evaluate_equals_rmse_of_predict_csv(
     assert set(ev["questions"]) == {f"Q{i}" for i in range(1, 12)}
     assert json.loads((run_dir / "eval.json").read_text())["rmse"] == ev["rmse"]
     out = tmp_path / "train_pred.csv"
-    predict([run_dir], images=synthetic_data / TRAIN_IMAGES, out=out, device="cpu")
+    predict([run_dir], PredictSettings(images=synthetic_data / TRAIN_IMAGES, out=out))
     _, ids, values = _read_submission(out)
     labels = read_labels(synthetic_data / "training_solutions_rev1.csv")
     order = np.argsort(labels.ids)
@@ -161,10 +161,10 @@ def test_evaluate_equals_rmse_of_predict_csv(
 
 
 def test_evaluate_val_split_and_tta(run_dir: Path) -> None:
-    plain = evaluate(run_dir, split="val", device="cpu", write=False)
+    plain = evaluate(run_dir, EvaluateSettings(split="val", write=False))
     config = json.loads((run_dir / "config.json").read_text())
     assert plain.scores["n_images"] == len(config["data"]["val_ids"]) == 12
-    tta = evaluate(run_dir, split="val", tta=8, device="cpu", write=False)
+    tta = evaluate(run_dir, EvaluateSettings(split="val", tta=8, write=False))
     assert tta.scores["rmse"] != plain.scores["rmse"]
     assert "Kaggle RMSE" in plain.summary() and "Q11" in plain.summary()
 
@@ -172,9 +172,11 @@ def test_evaluate_val_split_and_tta(run_dir: Path) -> None:
 def test_ensemble_of_a_run_with_itself_equals_the_run(
     run_dir: Path, synthetic_data: Path, tmp_path: Path
 ) -> None:
-    predict([run_dir], data_dir=synthetic_data, out=tmp_path / "one.csv", device="cpu")
-    predict([run_dir, run_dir / "weights" / "best.pt"], data_dir=synthetic_data,
-            out=tmp_path / "two.csv", device="cpu")  # fmt: skip
+    predict([run_dir], PredictSettings(data_dir=synthetic_data, out=tmp_path / "one.csv"))
+    predict(
+        [run_dir, run_dir / "weights" / "best.pt"],
+        PredictSettings(data_dir=synthetic_data, out=tmp_path / "two.csv"),
+    )
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
 
 
@@ -185,9 +187,32 @@ def test_ensemble_averages_two_runs(run_dir: Path, synthetic_data: Path, tmp_pat
         runs_dir=tmp_path,
     ).run_dir
     for name, runs in (("a", [run_dir]), ("b", [other]), ("ab", [run_dir, other])):
-        predict(runs, data_dir=synthetic_data, out=tmp_path / f"{name}.csv", device="cpu")
+        predict(runs, PredictSettings(data_dir=synthetic_data, out=tmp_path / f"{name}.csv"))
     a, b, ab = (_read_submission(tmp_path / f"{n}.csv")[2] for n in ("a", "b", "ab"))
     np.testing.assert_allclose(ab, (a + b) / 2, atol=2e-7)
+
+
+def test_decoding_as_predicted_gives_the_cached_answers(
+    run_dir: Path, synthetic_data: Path, tmp_path: Path
+) -> None:
+    """--no-cache decodes chunk by chunk (cache.LazyPixels, as training's lazy images do): the
+    same values, and the same unreadable image named, as the cache."""
+    import shutil
+
+    folder = tmp_path / "cutouts"
+    shutil.copytree(synthetic_data / TRAIN_IMAGES, folder)
+    broken = sorted(folder.glob("*.jpg"))[3]
+    broken.write_bytes(b"not a jpeg")
+    results = {}
+    for cache in (True, False):
+        out = tmp_path / f"{cache}.csv"
+        settings = PredictSettings(images=folder, out=out, cache=cache, tta=2)
+        results[cache] = predict([run_dir], settings)
+        assert results[cache].skipped.as_dict() == {"unreadable image": [broken.stem]}
+    cached, lazy = (_read_submission(tmp_path / f"{c}.csv") for c in (True, False))
+    np.testing.assert_array_equal(cached[1], lazy[1])
+    assert len(lazy[1]) == 119 and int(broken.stem) not in lazy[1]
+    np.testing.assert_array_equal(cached[2], lazy[2])
 
 
 def test_interrupted_predict_leaves_no_file(
@@ -202,7 +227,7 @@ def test_interrupted_predict_leaves_no_file(
 
     monkeypatch.setattr(data, "format_rows", boom)
     with pytest.raises(KeyboardInterrupt):
-        predict([run_dir], data_dir=synthetic_data, out=out, device="cpu")
+        predict([run_dir], PredictSettings(data_dir=synthetic_data, out=out))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -20,7 +20,7 @@ from galaxyzoo_cli.losses import masked_loss
 from galaxyzoo_cli.metrics import column_means, kaggle_rmse
 from galaxyzoo_cli.progress import SILENT
 from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.settings import TrainConfig, ValSplit
+from galaxyzoo_cli.settings import EvaluateSettings, TrainConfig, ValSplit
 from galaxyzoo_cli.synthetic import generate
 from galaxyzoo_cli.training import TrainResult, resume, train
 
@@ -48,7 +48,7 @@ def test_an_untrained_model_predicts_the_training_mean(synthetic_data: Path, hea
     fit = Fit(setup, seed=0)
     pred, _ = predict_images(
         fit.model,
-        iter([setup.x_val.take(np.arange(len(setup.x_val)))]),
+        iter([setup.x_val[np.arange(len(setup.x_val))]]),
         len(setup.y_val),
         fit.setup.runtime.device,
     )
@@ -122,7 +122,9 @@ def test_evaluate_scores_an_ensemble_and_writes_its_predictions(
     cat = load_catalogue(synthetic_data)
     labels = cat.labels[np.searchsorted(cat.ids, table.ids)]
     assert kaggle_rmse(table.values, labels) == pytest.approx(report["rmse"], abs=1e-6)
-    single = [evaluate(r.run_dir, tta=2, device="cpu", write=False).scores["rmse"] for r in runs]
+    single = [
+        evaluate(r.run_dir, EvaluateSettings(tta=2, write=False)).scores["rmse"] for r in runs
+    ]
     assert report["rmse"] != single[0] and report["rmse"] != single[1]
     other = train(
         TrainConfig(**TINY, epochs=1, val_split="random"),  # type: ignore[arg-type]
@@ -130,7 +132,7 @@ def test_evaluate_scores_an_ensemble_and_writes_its_predictions(
         runs_dir=tmp_path,
     )
     with pytest.raises(BadInputError, match="validated on other galaxies"):
-        evaluate([runs[0].run_dir, other.run_dir], device="cpu", write=False)
+        evaluate([runs[0].run_dir, other.run_dir], EvaluateSettings(write=False))
 
 
 def _documented_recipes() -> list[list[str]]:

@@ -14,7 +14,7 @@ from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.inference import evaluate
 from galaxyzoo_cli.models import resolve_config
 from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.settings import EvaluateSettings, TrainConfig
 from galaxyzoo_cli.training import resume, train
 
 runner = CliRunner()
@@ -65,7 +65,7 @@ def test_checkpoint_holds_everything_a_run_needs(run_dir: Path, synthetic_data: 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == ckpt.model.as_dict()
     (run_dir / "config.json").write_text("{}")
-    assert evaluate(run_dir, device="cpu", write=False).scores["n_images"] == 12
+    assert evaluate(run_dir, EvaluateSettings(write=False)).scores["n_images"] == 12
 
 
 @pytest.fixture
@@ -86,13 +86,13 @@ def relu_run_dir(synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.Monke
 def test_version_01_checkpoints_still_load(relu_run_dir: Path) -> None:
     run_dir = relu_run_dir
     assert load_checkpoint(run_dir / "weights" / "best.pt").model.activation == "relu"
-    before = evaluate(run_dir, device="cpu", write=False).scores["rmse"]
+    before = evaluate(run_dir, EvaluateSettings(write=False)).scores["rmse"]
     for name in ("best.pt", "last.pt"):
         _as_version_01(run_dir / "weights" / name)
     ckpt = load_checkpoint(run_dir / "weights" / "best.pt")
     assert ckpt.version == "0.1.0" and ckpt.model.input.size == 24
     assert ckpt.model.activation == "relu" and ckpt.model.learned.complete
-    assert evaluate(run_dir, device="cpu", write=False).scores["rmse"] == pytest.approx(before)
+    assert evaluate(run_dir, EvaluateSettings(write=False)).scores["rmse"] == pytest.approx(before)
     result = resume(run_dir, epochs=3, device="cpu")
     assert result.epochs_run == 3
     assert load_checkpoint(run_dir / "weights" / "last.pt").version != "0.1.0"  # rewritten

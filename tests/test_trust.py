@@ -22,7 +22,7 @@ from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.inference import evaluate, predict
 from galaxyzoo_cli.provenance import sidecar
 from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.settings import PredictSettings, TrainConfig
 from galaxyzoo_cli.training import train
 
 runner = CliRunner()
@@ -98,12 +98,12 @@ def test_predict_keeps_a_submission_of_other_inputs(
     tiny_run: Path, synthetic_data: Path, tmp_path: Path
 ) -> None:
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
-    first = predict([run], tta=8, device="cpu")
+    first = predict([run], PredictSettings(tta=8))
     assert first.out == run / "submission.csv"
     before = first.out.read_bytes()
-    again = predict([run], tta=8, device="cpu")  # the same inputs: the same file, remade
+    again = predict([run], PredictSettings(tta=8))  # the same inputs: the same file, remade
     assert again.out == first.out and first.out.read_bytes() == before
-    ensemble = predict([run, run / "weights" / "last.pt"], device="cpu")
+    ensemble = predict([run, run / "weights" / "last.pt"])
     assert ensemble.out == run / "submission-2.csv" and first.out.read_bytes() == before
     prov = json.loads(sidecar(ensemble.out).read_text())
     assert prov["tta"] == 1 and len(prov["runs"]) == 2 and prov["n_images"] == 24
@@ -115,12 +115,12 @@ def test_predict_keeps_a_submission_of_other_inputs(
 
 def test_evaluate_of_another_checkpoint_gets_its_own_file(tiny_run: Path, tmp_path: Path) -> None:
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
-    best = evaluate(run, device="cpu")
-    last = evaluate(run / "weights" / "last.pt", device="cpu")
+    best = evaluate(run)
+    last = evaluate(run / "weights" / "last.pt")
     assert best.out == run / "eval.json" and last.out == run / "eval-2.json"
     recorded = json.loads(best.out.read_text())["provenance"]
     assert recorded["runs"][0]["checkpoint"].endswith("best.pt") and recorded["split"] == "val"
-    assert evaluate(run, device="cpu").out == run / "eval.json"  # same inputs: replaced
+    assert evaluate(run).out == run / "eval.json"  # same inputs: replaced
 
 
 # 4. predict reads the run's own data folder ----------------------------------------------------
@@ -182,11 +182,13 @@ def test_train_skips_and_names_bad_images_or_stops_with_strict(
 def test_predict_skips_an_unreadable_test_image(tiny_run: Path, data_copy: Path) -> None:
     ids, paths = list_images(data_copy / TEST_IMAGES)
     paths[0].write_bytes(b"not a jpeg")
-    result = predict([tiny_run], data_dir=data_copy, out=data_copy / "s.csv", device="cpu")
+    result = predict([tiny_run], PredictSettings(data_dir=data_copy, out=data_copy / "s.csv"))
     assert result.skipped.as_dict() == {"unreadable image": [int(ids[0])]}
     assert read_labels(data_copy / "s.csv").ids.tolist() == ids[1:].tolist()
     with pytest.raises(BadInputError, match=str(ids[0])):
-        predict([tiny_run], data_dir=data_copy, out=data_copy / "t.csv", strict=True)
+        predict(
+            [tiny_run], PredictSettings(data_dir=data_copy, out=data_copy / "t.csv", strict=True)
+        )
     assert not (data_copy / "t.csv").exists()
 
 
@@ -225,8 +227,8 @@ def test_written_files_follow_the_umask(synthetic_data: Path, tmp_path: Path) ->
             data_dir=synthetic_data,
             runs_dir=tmp_path / "runs",
         ).run_dir
-        sub = predict([run], data_dir=synthetic_data, device="cpu").out
-        ev = evaluate(run, device="cpu").out
+        sub = predict([run], PredictSettings(data_dir=synthetic_data)).out
+        ev = evaluate(run).out
     finally:
         os.umask(old)
     cache = Path(os.environ["GALAXYZOO_CACHE_DIR"])

@@ -23,7 +23,7 @@ from galaxyzoo_cli.metrics import question_scores
 from galaxyzoo_cli.models.heads import TreeHead, tree_normalise
 from galaxyzoo_cli.runs import load_checkpoint
 from galaxyzoo_cli.schema import COLUMNS, Learned, meaningful, question
-from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli.settings import EvaluateSettings, PredictSettings, TrainConfig
 from galaxyzoo_cli.training import train
 
 runner = CliRunner()
@@ -183,7 +183,7 @@ def test_science_output_leaves_untrained_columns_empty(
 def test_kaggle_submission_keeps_the_prior_and_says_so(
     partial_run: Path, partial_data: Path, tmp_path: Path
 ) -> None:
-    result = predict([partial_run], data_dir=partial_data, out=tmp_path / "s.csv", device="cpu")
+    result = predict([partial_run], PredictSettings(data_dir=partial_data, out=tmp_path / "s.csv"))
     assert result.kaggle and "prior" in result.notes[0] and "Q11" in result.notes[0]
     rows = _rows(result.out)
     assert list(rows[0])[0] == "GalaxyID" and list(rows[0])[1:] == list(COLUMNS)
@@ -197,8 +197,10 @@ def test_kaggle_submission_keeps_the_prior_and_says_so(
 def test_derived_flags_only_from_learned_questions(
     partial_run: Path, partial_data: Path, tmp_path: Path
 ) -> None:
-    result = predict([partial_run], images=partial_data / TEST_IMAGES, derived=True,
-                     out=tmp_path / "d.csv", device="cpu")  # fmt: skip
+    result = predict(
+        [partial_run],
+        PredictSettings(images=partial_data / TEST_IMAGES, derived=True, out=tmp_path / "d.csv"),
+    )
     assert result.flags == ["derived_smooth", "derived_featured", "derived_edge_on"]
     note = result.notes[-1]
     assert "barred (needs Q3)" in note and "spiral (needs Q4)" in note
@@ -224,8 +226,9 @@ def test_catalogue_columns_pass_through_unchanged(
         f"ra,id,path,spiral\n1.5,{paths[1].stem},img/{paths[1].name},yes\n"
         f"2.5,{paths[0].stem},./img/{paths[0].name},no\n"
     )
-    result = predict([partial_run], catalogue=catalogue, derived=True, out=tmp_path / "c.csv",
-                     device="cpu")  # fmt: skip
+    result = predict(
+        [partial_run], PredictSettings(catalogue=catalogue, derived=True, out=tmp_path / "c.csv")
+    )
     rows = _rows(result.out)
     assert list(rows[0]) == ["id", *COLUMNS, "ra", "path", "spiral", *result.flags]
     assert [(r["id"], r["ra"], r["path"], r["spiral"]) for r in rows] == [
@@ -258,7 +261,7 @@ def test_evaluate_is_strict_json_and_flags_answers_worse_than_the_mean(
             assert a["worse_than_mean"] == (a["rmse"] > a["training_mean_rmse"])
     assert ev["worse_than_mean"] == [c for c, a in answers.items() if a["worse_than_mean"]]
     assert all(r[c] == "" for r in _rows(tmp_path / "e.csv") for c in UNTRAINED_COLUMNS)
-    human = evaluate(partial_run, split="all", device="cpu", write=False).summary()
+    human = evaluate(partial_run, EvaluateSettings(split="all", write=False)).summary()
     assert "Not scored, never learned" in human and "Q3 (Class3.1-Class3.2)" in human
     assert "Class1.3" in human and "most volunteers reached the question" in human
 
@@ -274,7 +277,7 @@ def test_a_loss_to_the_mean_is_named(partial_run: Path, monkeypatch: pytest.Monk
         return pred
 
     monkeypatch.setattr(inference, "predict_paths", worse)
-    result = evaluate(partial_run, split="all", device="cpu", write=False)
+    result = evaluate(partial_run, EvaluateSettings(split="all", write=False))
     assert "Class1.3" in result.worse_than_mean
     assert "Class1.3" in result.summary().splitlines()[-1]
     line = next(x for x in result.summary().splitlines() if x.startswith("Class1.3"))

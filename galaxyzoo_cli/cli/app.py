@@ -13,10 +13,11 @@ stays fast.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,6 +149,35 @@ Strict = Annotated[
 def option(*names: str, help: str, **kw: Any) -> Any:
     """A Typer option whose choices match whatever the case."""
     return typer.Option(*names, help=help, case_sensitive=False, **kw)
+
+
+def with_options(
+    options: dict[str, Any], defaults: dict[str, Any]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command taking ``**options`` a keyword parameter per entry of ``options`` (name:
+    its ``Annotated`` option), with its value in ``defaults``: generated from a table of
+    settings instead of written out in each command that shares them.
+
+    Typer reads a command's options from its signature, so the generated parameters go into the
+    signature: after the command's own positional-or-keyword parameters, before its keyword-only
+    ones (which ``--help`` lists last)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True).parameters.values()
+        generated = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=kind
+            )
+            for name, kind in options.items()
+        ]
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [p for p in own if p.kind == p.POSITIONAL_OR_KEYWORD]
+            + generated
+            + [p for p in own if p.kind == p.KEYWORD_ONLY]
+        )
+        return command
+
+    return decorate
 
 
 class RichReporter:

@@ -16,7 +16,6 @@ from galaxyzoo_cli.cli.results import (
     FitsQ,
     FitsScale,
     FitsStretch,
-    fits_options,
 )
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import to_json
@@ -131,9 +130,13 @@ def preview(
     as_json: JsonOut = False,
 ) -> None:
     """Write a grid of galaxies: one row per preprocessing transform, as the model sees them."""
+    from galaxyzoo_cli.cutouts import FitsOptions, parse_bands
     from galaxyzoo_cli.preview import preview as make_preview
 
-    fits = fits_options(fits_bands, fits_scale, fits_percentile, fits_stretch, fits_q, fits_minimum)
+    fits = FitsOptions(
+        bands=parse_bands(fits_bands), scale=fits_scale, percentile=fits_percentile,
+        stretch=fits_stretch, q=fits_q, minimum=fits_minimum,
+    )  # fmt: skip
     emit(
         make_preview(
             data_dir, n=n, transforms=transform or [], out=out, seed=seed, images=images,

@@ -122,7 +122,7 @@ def finetune(
         weight_decay=weight_decay, patience=patience, monitor=monitor, epoch_images=epoch_images,
         val_fraction=val_fraction, seed=seed, image_size=image_size, crop=crop,
         channels=channels, augment=augment, pretrained=pretrained,
-        weights=None if weights is None else str(weights), freeze=freeze, workers=workers,
+        weights=weights, freeze=freeze, workers=workers,
         name=name, amp=amp, cache=cache, strict=strict, device=device,
     )  # fmt: skip
     result = run_finetune(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -18,9 +18,16 @@ from galaxyzoo_cli.cli.app import (
     emit,
     option,
 )
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.settings import EvalSplit, ExportFormat
+from galaxyzoo_cli.settings import EvalSplit, EvaluateSettings, ExportFormat, PredictSettings
 
+Runs = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="RUN",
+        help="One run (its folder, or a checkpoint in it), or several: averaged by evaluate and "
+        "predict (an ensemble), compared by plot and report.",
+    ),
+]
 Tta = Annotated[int, typer.Option("--tta", help="Average N rotated/flipped views (1: none).")]
 FitsBands = Annotated[
     str,
@@ -73,10 +80,7 @@ RunDataDir = Annotated[
 
 @app.command()
 def evaluate(
-    runs: Annotated[
-        list[Path],
-        typer.Argument(metavar="RUN", help="One run, or several to average (an ensemble)."),
-    ],
+    runs: Runs,
     data_dir: RunDataDir = None,
     split: Annotated[
         EvalSplit, option("--split", help="The run's validation or training galaxies, or all.")
@@ -107,30 +111,21 @@ def evaluate(
 ) -> None:
     """Kaggle RMSE, per-question RMSE and accuracy, per-answer RMSE against the training mean's,
     and the baselines (writes RUN/eval.json). Questions the run never learned are not scored."""
+    from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.inference import evaluate as run_evaluate
 
-    result = run_evaluate(
-        runs,
-        data_dir=data_dir,
-        split=split,
-        tta=tta,
-        device=device,
-        use_cache=cache,
-        workers=workers,
-        out=out,
-        predictions=predictions,
-        strict=strict,
-        reporter=RichReporter(),
-    )
-    emit(result, as_json)
+    settings = EvaluateSettings(
+        data_dir=data_dir, split=split, tta=tta, cache=cache, workers=workers, out=out,
+        predictions=predictions, strict=strict,
+    )  # fmt: skip
+    reporter = RichReporter()
+    dev = choose_device(device, reporter)
+    emit(run_evaluate(runs, settings, device=dev, reporter=reporter), as_json)
 
 
 @app.command()
 def predict(
-    runs: Annotated[
-        list[Path],
-        typer.Argument(metavar="RUN", help="One run, or several to average (an ensemble)."),
-    ],
+    runs: Runs,
     data_dir: RunDataDir = None,
     images: Annotated[
         Path | None,
@@ -196,51 +191,27 @@ def predict(
 ) -> None:
     """Predict the 37 answers: a Kaggle submission, or a CSV for any folder of cutouts (the
     answers of questions the run never had labels for left empty)."""
+    from galaxyzoo_cli.cutouts import FitsOptions, parse_bands
+    from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.inference import predict as run_predict
 
-    result = run_predict(
-        runs,
-        data_dir=data_dir,
-        images=images,
-        catalogue=catalogue,
-        out=out,
-        tta=tta,
-        device=device,
-        batch_size=batch_size,
-        use_cache=cache,
-        workers=workers,
-        strict=strict,
-        derived=derived,
-        embeddings=embeddings,
-        fits=fits_options(
-            fits_bands, fits_scale, fits_percentile, fits_stretch, fits_q, fits_minimum
-        ),
-        reporter=RichReporter(),
-    )
-    emit(result, as_json)
-
-
-def fits_options(
-    bands: str, scale: str, percentile: float, stretch: float, q: float, minimum: float | None
-) -> Any:
-    """The --fits-* options as :class:`galaxyzoo_cli.cutouts.FitsOptions` (checked there)."""
-    from galaxyzoo_cli.cutouts import FitsOptions
-
-    parts = [b.strip() for b in bands.split(",")]
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise BadInputError(f"--fits-bands {bands!r}: give three plane numbers, e.g. 2,1,0.")
-    planes = (int(parts[0]), int(parts[1]), int(parts[2]))
-    return FitsOptions(
-        bands=planes, scale=scale.strip().lower(), percentile=percentile, stretch=stretch, q=q,
-        minimum=minimum,
+    fits = FitsOptions(
+        bands=parse_bands(fits_bands), scale=fits_scale, percentile=fits_percentile,
+        stretch=fits_stretch, q=fits_q, minimum=fits_minimum,
     )  # fmt: skip
+    settings = PredictSettings(
+        data_dir=data_dir, images=images, catalogue=catalogue, out=out, tta=tta,
+        batch_size=batch_size, cache=cache, workers=workers, strict=strict, derived=derived,
+        embeddings=embeddings, fits=fits,
+    )  # fmt: skip
+    reporter = RichReporter()
+    dev = choose_device(device, reporter)
+    emit(run_predict(runs, settings, device=dev, reporter=reporter), as_json)
 
 
 @app.command()
 def plot(
-    runs: Annotated[
-        list[Path], typer.Argument(metavar="RUN", help="One run, or several to compare.")
-    ],
+    runs: Runs,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Folder for the PNGs (default: each run's folder)."),
@@ -268,9 +239,7 @@ def plot(
 
 @app.command()
 def report(
-    runs: Annotated[
-        list[Path], typer.Argument(metavar="RUN", help="One run, or several to compare.")
-    ],
+    runs: Runs,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="HTML file to write (default: RUN/report.html)."),

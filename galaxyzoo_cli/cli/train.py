@@ -1,9 +1,13 @@
-"""The training commands: train and select-init, which share their options."""
+"""The training commands: train and select-init, which share their options.
+
+Every training option is a :class:`~galaxyzoo_cli.settings.TrainConfig` field: :data:`TRAIN_OPTIONS`
+names each field's option (flag and help), the commands get them with TrainConfig's defaults
+(:func:`~galaxyzoo_cli.cli.app.with_options`), and build the settings from them in one step.
+"""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +26,7 @@ from galaxyzoo_cli.cli.app import (
     app,
     emit,
     option,
+    with_options,
 )
 from galaxyzoo_cli.settings import (
     Head,
@@ -32,9 +37,6 @@ from galaxyzoo_cli.settings import (
     TrainConfig,
     ValSplit,
 )
-
-_TC = TrainConfig()  # the library's defaults, shown by --help
-
 
 Model = Annotated[str, option("--model", "-m", help="Model name (see `galaxyzoo models`).")]
 Epochs = Annotated[int, option("--epochs", help="Epochs in total.")]
@@ -96,7 +98,7 @@ Pretrained = Annotated[
     ),
 ]
 Weights = Annotated[
-    Path | None, option("--weights", metavar="FILE", help="Local backbone weights (offline).")
+    str | None, option("--weights", metavar="FILE", help="Local backbone weights (offline).")
 ]
 Freeze = Annotated[
     bool | None,
@@ -108,73 +110,53 @@ Freeze = Annotated[
 ]
 Name = Annotated[str | None, option("--name", help="Run folder name (default: the model's).")]
 Amp = Annotated[bool, option("--amp/--no-amp", help="bfloat16 mixed precision on CUDA.")]
+Log = Annotated[Tracker, option("--log", help="Also log the metrics to an experiment tracker.")]
 
+TRAIN_OPTIONS: dict[str, Any] = {
+    "model": Model,
+    "epochs": Epochs,
+    "batch_size": BatchSize,
+    "lr": Lr,
+    "weight_decay": WeightDecay,
+    "optimizer": OptimizerOpt,
+    "schedule": ScheduleOpt,
+    "ema": Ema,
+    "loss": LossOpt,
+    "head": HeadOpt,
+    "image_size": ImageSize,
+    "crop": Crop,
+    "channels": Channels,
+    "augment": Augment,
+    "val_fraction": ValFraction,
+    "val_split": ValSplitOpt,
+    "fold": Fold,
+    "limit": Limit,
+    "seed": Seed,
+    "patience": Patience,
+    "pretrained": Pretrained,
+    "weights": Weights,
+    "freeze": Freeze,
+    "workers": Workers,
+    "name": Name,
+    "amp": Amp,
+    "cache": Cache,
+    "strict": Strict,
+    "log": Log,
+    "device": Device,
+}
+"""The option of each TrainConfig field that train and select-init take, in ``--help`` order."""
 
-def _train_config(o: dict[str, Any]) -> TrainConfig:
-    """The training settings among a command's options (every field named: a renamed option
-    fails loudly here instead of falling back to a default)."""
-    return TrainConfig(
-        model=o["model"],
-        head=o["head"],
-        loss=o["loss"],
-        epochs=o["epochs"],
-        batch_size=o["batch_size"],
-        lr=o["lr"],
-        weight_decay=o["weight_decay"],
-        optimizer=o["optimizer"],
-        schedule=o["schedule"],
-        ema=o["ema"],
-        channels=o["channels"],
-        image_size=o["image_size"],
-        crop=o["crop"],
-        augment=o["augment"],
-        val_fraction=o["val_fraction"],
-        val_split=o["val_split"],
-        fold=o["fold"],
-        limit=o["limit"],
-        seed=o["seed"],
-        patience=o["patience"],
-        pretrained=o["pretrained"],
-        weights=None if o["weights"] is None else str(o["weights"]),
-        freeze=o["freeze"],
-        workers=o["workers"],
-        name=o["name"],
-        device=o["device"],
-        amp=o["amp"],
-        cache=o["cache"],
-        strict=o["strict"],
-        log=o["log"],
-    )
+NOT_TRAIN_OPTIONS = ("warmup_epochs", "head_epochs", "lr_decay", "monitor", "epoch_images")
+"""The TrainConfig fields without a train option: finetune's own, and the warm-up (one epoch)."""
+
+train_options = with_options(TRAIN_OPTIONS, {f.name: f.default for f in fields(TrainConfig)})
 
 
 @app.command()
+@train_options
 def train(
     ctx: typer.Context,
-    model: Model = _TC.model,
-    epochs: Epochs = _TC.epochs,
-    batch_size: BatchSize = _TC.batch_size,
-    lr: Lr = _TC.lr,
-    weight_decay: WeightDecay = _TC.weight_decay,
-    optimizer: OptimizerOpt = _TC.optimizer,
-    schedule: ScheduleOpt = _TC.schedule,
-    ema: Ema = _TC.ema,
-    loss: LossOpt = _TC.loss,
-    head: HeadOpt = _TC.head,
-    image_size: ImageSize = None,
-    crop: Crop = None,
-    channels: Channels = None,
-    augment: Augment = None,
-    val_fraction: ValFraction = _TC.val_fraction,
-    val_split: ValSplitOpt = _TC.val_split,
-    fold: Fold = _TC.fold,
-    limit: Limit = None,
-    seed: Seed = _TC.seed,
-    patience: Patience = _TC.patience,
-    pretrained: Pretrained = None,
-    weights: Weights = None,
-    freeze: Freeze = None,
-    workers: Workers = None,
-    name: Name = None,
+    *,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -184,16 +166,10 @@ def train(
             "--device, --workers, --amp, --cache, --strict and --log).",
         ),
     ] = None,
-    amp: Amp = _TC.amp,
-    cache: Cache = _TC.cache,
-    strict: Strict = _TC.strict,
-    log: Annotated[
-        Tracker, option("--log", help="Also log the metrics to an experiment tracker.")
-    ] = _TC.log,
-    device: Device = _TC.device,
     data_dir: DataDir = Path("data"),
     runs_dir: RunsDir = Path("runs"),
     as_json: JsonOut = False,
+    **options: Any,
 ) -> None:
     """Train one model into a new run folder (defaults: the recommended recipe)."""
     from galaxyzoo_cli import training
@@ -209,43 +185,26 @@ def train(
         }
         emit(training.resume(resume, reporter=reporter, **given), as_json)
         return
-    config = _train_config(ctx.params)
+    config = TrainConfig.from_dict(options)
     emit(training.train(config, data_dir=data_dir, runs_dir=runs_dir, reporter=reporter), as_json)
 
 
-def _with_train_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give ``command`` (which takes ``**options``) every option of `train` but --resume.
-
-    Typer reads a command's signature, so the options are declared once, on `train`.
-    """
-    own = [
-        p
-        for p in inspect.signature(command, eval_str=True).parameters.values()
-        if p.kind != p.VAR_KEYWORD
-    ]
-    train_params = inspect.signature(train, eval_str=True).parameters
-    shared = [p for n, p in train_params.items() if n not in ("resume", "ctx")]
-    command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
-    command.__annotations__ = {**train.__annotations__, **command.__annotations__}
-    return command
-
-
 @app.command("select-init")
-@_with_train_options
+@train_options
 def select_init(
     trials: Annotated[int, typer.Option("--trials", help="Fresh initialisations to try.")] = 10,
     trial_epochs: Annotated[int, typer.Option("--trial-epochs", help="Epochs of each trial.")] = 1,
+    *,
+    data_dir: DataDir = Path("data"),
+    runs_dir: RunsDir = Path("runs"),
+    as_json: JsonOut = False,
     **options: Any,
 ) -> None:
     """Try several initialisations briefly, keep the best by validation loss, train it on."""
     from galaxyzoo_cli.training import select_init as run_select_init
 
     result = run_select_init(
-        _train_config(options),
-        trials=trials,
-        trial_epochs=trial_epochs,
-        data_dir=options["data_dir"],
-        runs_dir=options["runs_dir"],
-        reporter=RichReporter(),
-    )
-    emit(result, options["as_json"])
+        TrainConfig.from_dict(options), trials=trials, trial_epochs=trial_epochs,
+        data_dir=data_dir, runs_dir=runs_dir, reporter=RichReporter(),
+    )  # fmt: skip
+    emit(result, as_json)
