@@ -89,6 +89,14 @@ class Schedule(Choice):
     CONSTANT = "constant"
 
 
+class AugmentKind(Choice):
+    AFFINE = "affine"
+    """Rotation by any angle, flips, zoom and shifts: one bilinear resampling per batch."""
+    DIHEDRAL = "dihedral"
+    """The 8 exact symmetries of the square (quarter turns and flips): pixels moved, never
+    resampled."""
+
+
 class ValSplit(Choice):
     LAST = "last"
     """The highest GalaxyIDs (the competition winner's split)."""
@@ -139,6 +147,7 @@ _CHOICES: dict[str, tuple[type[Choice], str]] = {
     "loss": (Loss, "--loss"),
     "optimizer": (Optimizer, "--optimizer"),
     "schedule": (Schedule, "--schedule"),
+    "augment_kind": (AugmentKind, "--augment-kind"),
     "val_split": (ValSplit, "--val-split"),
     "log": (Tracker, "--log"),
     "monitor": (Monitor, "--monitor"),
@@ -165,6 +174,7 @@ class TrainConfig:
     image_size: int | None = None
     crop: int | None = None
     augment: bool | None = None
+    augment_kind: AugmentKind = AugmentKind.AFFINE
     val_fraction: float = 0.1
     val_split: ValSplit = ValSplit.LAST
     fold: int = 1
@@ -225,6 +235,11 @@ class TrainConfig:
             raise BadInputError(f"--channels {self.channels}: use 1 (grayscale) or 3 (RGB).")
         check_crop(self.crop)
         check_image_size(self.image_size)
+        if not 0 <= self.warmup_epochs <= self.epochs:  # NaN fails too
+            raise BadInputError(
+                f"--warmup-epochs {self.warmup_epochs:g}: give 0 to --epochs {self.epochs} (the "
+                "learning rate then decays over the rest)."
+            )
         if not 0 <= self.ema < 1:
             raise BadInputError(f"--ema {self.ema}: give a decay in [0, 1), e.g. 0.995 (0: off).")
         if not 0 <= self.head_epochs < self.epochs:

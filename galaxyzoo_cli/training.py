@@ -51,7 +51,7 @@ from galaxyzoo_cli.runs import (
     write_csv,
     write_status,
 )
-from galaxyzoo_cli.settings import RESUMABLE, Schedule, TrainConfig
+from galaxyzoo_cli.settings import RESUMABLE, AugmentKind, Schedule, TrainConfig
 from galaxyzoo_cli.signals import how_stopped, stop_on_signals
 from galaxyzoo_cli.summary import better, build_summary, write_summary
 from galaxyzoo_cli.tracking import TensorBoard, open_tracker
@@ -619,7 +619,10 @@ def train_one_epoch(
             xb = to_float(batch_of(inputs.train, idx), runtime.device)
             yb = torch.from_numpy(setup.y_train[idx]).to(runtime.device, non_blocking=True)
             if config.augment and not inputs.features:
-                xb = transforms.augment_batch(xb, fit.generator)
+                if config.augment_kind == AugmentKind.DIHEDRAL:
+                    xb = transforms.dihedral_batch(xb, fit.generator)
+                else:
+                    xb = transforms.augment_batch(xb, fit.generator)
             # Forward, loss over the labelled cells, backward, step, the running average.
             with autocast(runtime.device, config.amp):
                 pred = net(xb)

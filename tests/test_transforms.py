@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 import torch
 
+from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.settings import TrainConfig
 from galaxyzoo_cli.transforms import dihedral_batch, dihedral_view
 
 
@@ -20,3 +26,39 @@ def test_dihedral_batch_gives_each_image_one_exact_view_and_covers_all_eight() -
     again = dihedral_batch(images, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
     assert sorted(out.flatten().tolist()) == sorted(images.flatten().tolist())
+
+
+def test_train_augments_by_the_kind_asked(
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from galaxyzoo_cli import transforms
+    from galaxyzoo_cli.training import train
+
+    calls = {"affine": 0, "dihedral": 0}
+    real_affine, real_dihedral = transforms.augment_batch, transforms.dihedral_batch
+
+    def affine(*a: object, **k: object) -> torch.Tensor:
+        calls["affine"] += 1
+        return real_affine(*a, **k)  # type: ignore[arg-type]
+
+    def dihedral(*a: object, **k: object) -> torch.Tensor:
+        calls["dihedral"] += 1
+        return real_dihedral(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transforms, "augment_batch", affine)
+    monkeypatch.setattr(transforms, "dihedral_batch", dihedral)
+    tiny = {"model": "test_tiny", "epochs": 1, "batch_size": 32, "device": "cpu", "limit": 64}
+    run = train(TrainConfig(**tiny, augment_kind="dihedral", name="d"), data_dir=synthetic_data,
+                runs_dir=tmp_path)  # fmt: skip
+    assert calls == {"affine": 0, "dihedral": 2}  # 58 training images in batches of 32
+    assert json.loads((run.run_dir / "config.json").read_text())["settings"]["augment_kind"] == (
+        "dihedral"
+    )
+    train(TrainConfig(**tiny, name="a"), data_dir=synthetic_data, runs_dir=tmp_path)
+    assert calls == {"affine": 2, "dihedral": 2}  # affine stays the default
+
+
+@pytest.mark.parametrize("warmup", [-1.0, 3.5, float("nan")])
+def test_warmup_must_leave_epochs_to_decay(warmup: float) -> None:
+    with pytest.raises(BadInputError, match="--warmup-epochs"):
+        TrainConfig(epochs=3, warmup_epochs=warmup).check()

@@ -29,6 +29,7 @@ from galaxyzoo_cli.cli.app import (
     with_options,
 )
 from galaxyzoo_cli.settings import (
+    AugmentKind,
     Head,
     Loss,
     Optimizer,
@@ -66,6 +67,18 @@ Augment = Annotated[
         help="Random rotations, flips, zoom and shifts (default: on, off for frozen backbones).",
         show_default=False,
     ),
+]
+AugmentKindOpt = Annotated[
+    AugmentKind,
+    option(
+        "--augment-kind",
+        help="affine: any angle, flips, zoom and shifts (resampled); dihedral: only the 8 exact "
+        "quarter turns and flips (no resampling).",
+    ),
+]
+WarmupEpochs = Annotated[
+    float,
+    option("--warmup-epochs", help="Epochs of linear warm-up of the learning rate (then cosine)."),
 ]
 ValFraction = Annotated[float, option("--val-fraction", help="Share held out for validation.")]
 ValSplitOpt = Annotated[
@@ -120,6 +133,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "weight_decay": WeightDecay,
     "optimizer": OptimizerOpt,
     "schedule": ScheduleOpt,
+    "warmup_epochs": WarmupEpochs,
     "ema": Ema,
     "loss": LossOpt,
     "head": HeadOpt,
@@ -127,6 +141,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "crop": Crop,
     "channels": Channels,
     "augment": Augment,
+    "augment_kind": AugmentKindOpt,
     "val_fraction": ValFraction,
     "val_split": ValSplitOpt,
     "fold": Fold,
@@ -146,8 +161,8 @@ TRAIN_OPTIONS: dict[str, Any] = {
 }
 """The option of each TrainConfig field that train and select-init take, in ``--help`` order."""
 
-NOT_TRAIN_OPTIONS = ("warmup_epochs", "head_epochs", "lr_decay", "monitor", "epoch_images")
-"""The TrainConfig fields without a train option: finetune's own, and the warm-up (one epoch)."""
+NOT_TRAIN_OPTIONS = ("head_epochs", "lr_decay", "monitor", "epoch_images")
+"""The TrainConfig fields without a train option: finetune's own."""
 
 train_options = with_options(TRAIN_OPTIONS, {f.name: f.default for f in fields(TrainConfig)})
 
