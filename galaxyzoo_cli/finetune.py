@@ -22,7 +22,7 @@ import numpy as np
 from galaxyzoo_cli import provenance
 from galaxyzoo_cli.cache import Rows, load_images
 from galaxyzoo_cli.data import Skipped, write_labels
-from galaxyzoo_cli.device import seed_everything, setup_runtime
+from galaxyzoo_cli.device import Runtime, seed_everything, setup_runtime
 from galaxyzoo_cli.errors import BadInputError
 from galaxyzoo_cli.files import write_json_atomic
 from galaxyzoo_cli.fit import Fit, Setup
@@ -32,7 +32,7 @@ from galaxyzoo_cli.labels import stratified_split as split_labels
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
 from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.runs import check_runs_dir, load_checkpoint, resolve_run
-from galaxyzoo_cli.settings import EvalSplit, TrainConfig
+from galaxyzoo_cli.settings import EvalSplit, EvaluateSettings, TrainConfig
 from galaxyzoo_cli.signals import stop_on_signals
 from galaxyzoo_cli.tasks import Task, TaskKind, headline, task_scores
 from galaxyzoo_cli.tracking import check_available
@@ -112,6 +112,7 @@ def finetune(
     config: TrainConfig | None = None,
     runs_dir: Path = Path("runs"),
     reporter: Reporter = SILENT,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Learn the labels of ``labels`` (a CSV: ``id`` or ``path`` and label columns, ``columns``
     picking some) for the images in ``images``, starting from ``source``: a run folder (its
@@ -121,7 +122,8 @@ def finetune(
     ``config.freeze``: the features stay as loaded and only the head learns (a linear probe);
     otherwise the head learns alone for ``head_epochs``, then the whole network, each block of
     the features at ``lr_decay`` times the rate of the block above it. Galaxies whose image is
-    missing or unreadable are left out and named (``strict``: an error).
+    missing or unreadable are left out and named (``strict``: an error). Computed on
+    ``runtime`` (None: the device of ``config.device``).
     """
     started = time.perf_counter()
     config = config or finetune_config()
@@ -140,7 +142,7 @@ def finetune(
         head_epochs=config.head_epochs if learned and not model_config.freeze else 0,
         augment=(not model_config.freeze) if config.augment is None else config.augment,
     )
-    runtime = setup_runtime(config.device, reporter)
+    runtime = runtime or setup_runtime(config.device, reporter)
     seed_everything(config.seed)
     # The images of the labelled galaxies, decoded once (through the cache).
     paths, _ = match_images(table, images)
@@ -253,26 +255,19 @@ def _num(x: float) -> str:
 def evaluate_labels(
     loaded: Sequence[LoadedRun],
     device: torch.device,
+    settings: EvaluateSettings,
     *,
-    images: Path | None = None,
-    split: EvalSplit = EvalSplit.VAL,
-    tta: int = 1,
-    use_cache: bool | None = None,
-    workers: int | None = None,
-    write: bool = True,
-    out: Path | None = None,
-    predictions: Path | None = None,
-    strict: bool = False,
     reporter: Reporter = SILENT,
 ) -> LabelEvalResult:
     """The task's figures of finetuned run(s) (several: averaged) on the labels they learned:
-    their validation split (or training rows, or all), the images from ``images`` or the folder
-    they were trained on. Written to ``out`` or RUN/eval.json with ``write``; ``predictions``:
-    also the predictions as a CSV (the run's output columns). Called by
-    :func:`galaxyzoo_cli.inference.evaluate` for runs of a user's task."""
+    their validation split (or training rows, or all), the images from ``settings.data_dir`` or
+    the folder they were trained on. Written to ``settings.out`` or RUN/eval.json with
+    ``settings.write``; ``settings.predictions``: also the predictions as a CSV (the run's output
+    columns). Called by :func:`galaxyzoo_cli.inference.evaluate` for runs of a user's task."""
     from galaxyzoo_cli.inference import predict_paths
 
     start = time.perf_counter()
+    split, tta = settings.split, settings.tta
     first = loaded[0].checkpoint
     task = first.model.task
     for other in loaded[1:]:
@@ -287,7 +282,7 @@ def evaluate_labels(
         raise BadInputError(f"{first.path}: names no labels file; it is not a finetuned run.")
     table = read_label_file(first.labels, task.label_columns)
     y_all = encode(table, task)
-    folder = images or first.data_dir
+    folder = settings.data_dir or first.data_dir
     paths, source = match_images(table, folder)
     is_val = np.isin(np.array(table.ids), first.val_ids)
     chosen = {EvalSplit.VAL: is_val, EvalSplit.TRAIN: ~is_val}.get(split, np.ones_like(is_val))
@@ -298,12 +293,13 @@ def evaluate_labels(
     pred = np.zeros((len(rows), task.n_outputs))
     for run in loaded:
         pred += predict_paths(
-            run, files, device, tta=tta, use_cache=use_cache, workers=workers, reporter=reporter
-        ).values
+            run, files, device, tta=tta, use_cache=settings.cache, workers=settings.workers,
+            reporter=reporter,
+        ).values  # fmt: skip
     pred /= len(loaded)
     readable = ~np.isnan(pred).any(axis=1)
     skipped.add("unreadable image", [table.ids[i] for i in rows[~readable]])
-    skipped.enforce(strict, f"--labels {first.labels}", reporter)
+    skipped.enforce(settings.strict, f"--labels {first.labels}", reporter)
     rows, pred = rows[readable], pred[readable]
     prov = provenance.record(
         "evaluate", [provenance.run_entry(r.run_dir, r.checkpoint.path) for r in loaded],
@@ -314,13 +310,13 @@ def evaluate_labels(
         scores=task_scores(task, pred, y_all[rows]), n_images=len(rows),
         seconds=time.perf_counter() - start, provenance=prov, skipped=skipped,
     )  # fmt: skip
-    if predictions is not None:
+    if settings.predictions is not None:
         ids = [table.ids[i] for i in rows]
-        result.predictions = write_labels(predictions, ids, pred, id_column="id",
+        result.predictions = write_labels(settings.predictions, ids, pred, id_column="id",
                                           columns=task.output_columns)  # fmt: skip
         provenance.write_sidecar(result.predictions, prov)
-    if write:
+    if settings.write:
         default = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
-        result.out = provenance.output_path(default, out, prov, reporter)
+        result.out = provenance.output_path(default, settings.out, prov, reporter)
         write_json_atomic(result.out, result.as_dict())
     return result

@@ -84,17 +84,19 @@ def prepare(
     data_dir: Path,
     reporter: Reporter,
     *,
+    runtime: Runtime | None = None,
     val_ids: np.ndarray | None = None,
     model_config: ModelConfig | None = None,
 ) -> tuple[Setup, Reporter]:
-    """Choose the device (and rank), seed, resolve the settings, split and decode the data.
+    """Seed, resolve the settings, split and decode the data on ``runtime`` (the device and
+    rank chosen by the caller; None: chosen here from ``config.device``).
 
     ``val_ids`` and ``model_config`` are given when continuing a run. Returns the setup and the
     reporter to use from here on (silent on every rank but the main one).
     """
     config.check()
     check_available(config.log)
-    runtime = setup_runtime(config.device, reporter)
+    runtime = runtime or setup_runtime(config.device, reporter)
     reporter = reporter if runtime.is_main else SILENT
     seed_everything(config.seed)
     spec = get_spec(config.model)
@@ -154,9 +156,7 @@ def prepare(
 
 def batch_of(x: Images, idx: np.ndarray) -> np.ndarray | torch.Tensor:
     """Rows ``idx`` of the inputs: cached images, an array or a (GPU) tensor."""
-    if isinstance(x, Rows):
-        return x[idx]
-    if isinstance(x, np.ndarray):
+    if isinstance(x, (Rows, np.ndarray)):
         return x[idx]
     return x[torch.from_numpy(idx).to(x.device)]
 

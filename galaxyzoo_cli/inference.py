@@ -427,11 +427,7 @@ def evaluate(
     if not all(r.checkpoint.model.task.is_tree for r in loaded):
         from galaxyzoo_cli.finetune import evaluate_labels
 
-        return evaluate_labels(
-            loaded, dev, images=data_dir, split=split, tta=tta, use_cache=settings.cache,
-            workers=settings.workers, write=settings.write, out=settings.out,
-            predictions=settings.predictions, strict=settings.strict, reporter=reporter,
-        )  # fmt: skip
+        return evaluate_labels(loaded, dev, settings, reporter=reporter)
     if split != EvalSplit.ALL:
         for other in loaded[1:]:
             if not np.array_equal(other.checkpoint.val_ids, first.val_ids):

@@ -62,7 +62,7 @@ def plot_runs(
     *,
     out_dir: Path | None = None,
     data_dir: Path | None = None,
-    device: str = "auto",
+    device: torch.device | None = None,
     use_cache: bool | None = None,
     workers: int | None = None,
     reporter: Reporter = SILENT,
@@ -74,7 +74,7 @@ def plot_runs(
     seeded sample of at most 2,000 training galaxies), ``scatter.png`` (predicted vs true on the
     validation split) and ``gallery.png`` (validation galaxies captioned with true and predicted
     answers). Several runs add ``compare.png`` (validation RMSE curves and per-question RMSE side
-    by side).
+    by side). Predictions are computed on ``device`` (default: the CPU).
 
     Files go into each run's folder, or into ``out_dir`` (created); where several runs share a
     folder, their files are prefixed with the run folder's name. ``compare-<runs>.png`` goes into
@@ -141,7 +141,7 @@ def collect_runs(
     refs: Sequence[RunRef],
     *,
     data_dir: Path | None = None,
-    device: str = "auto",
+    device: torch.device | None = None,
     use_cache: bool | None = None,
     workers: int | None = None,
     reporter: Reporter = SILENT,
@@ -151,9 +151,9 @@ def collect_runs(
 
     A ``data_dir`` that is not a data folder raises :class:`BadInputError`; so does a run with
     nothing to draw (no metrics.csv rows and no galaxies to predict)."""
-    from galaxyzoo_cli.device import choose_device
+    import torch
 
-    dev = choose_device(device, reporter)
+    dev = device or torch.device("cpu")
     catalogues: dict[Path, Catalogue] = {}
     if data_dir is not None:
         catalogues[data_dir] = load_catalogue(data_dir)  # a bad --data-dir is an error, not a skip

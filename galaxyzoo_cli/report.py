@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from galaxyzoo_cli.progress import SILENT, Reporter
 from galaxyzoo_cli.run_args import resolve_runs
 from galaxyzoo_cli.runs import Checkpoint
 from galaxyzoo_cli.schema import QUESTIONS
+
+if TYPE_CHECKING:
+    import torch
 
 _GALLERY = 6
 _STYLE = """
@@ -81,7 +84,7 @@ def report(
     *,
     out: Path | None = None,
     data_dir: Path | None = None,
-    device: str = "auto",
+    device: torch.device | None = None,
     use_cache: bool | None = None,
     workers: int | None = None,
     reporter: Reporter = SILENT,
@@ -90,7 +93,7 @@ def report(
     per-question RMSE and accuracy, learning curves, predicted vs true, and the best and worst
     predicted validation galaxies as the model saw them; with several runs, a comparison first.
     Default ``out``: ``report.html`` in the (first) run's folder (a new name when that holds a
-    report of other runs)."""
+    report of other runs). Predictions are computed on ``device`` (default: the CPU)."""
     import time
 
     start = time.perf_counter()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from galaxyzoo_cli import __version__, losses, transforms
-from galaxyzoo_cli.device import autocast, to_float
+from galaxyzoo_cli.device import Runtime, autocast, to_float
 from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, Interrupted, JobFailedError
 from galaxyzoo_cli.fit import (
     Fit,
@@ -160,12 +160,14 @@ def train(
     data_dir: Path = Path("data"),
     runs_dir: Path = Path("runs"),
     reporter: Reporter = SILENT,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
-    """Train one model into a new run folder under ``runs_dir`` (never an existing one)."""
+    """Train one model into a new run folder under ``runs_dir`` (never an existing one), on
+    ``runtime`` (None: the device of ``config.device``)."""
     started = time.perf_counter()
     check_runs_dir(runs_dir)  # before minutes of decoding, not after
     # Setup and data: device and rank, seed, settings and input resolved once, images decoded.
-    setup, reporter = prepare(config or TrainConfig(), data_dir, reporter)
+    setup, reporter = prepare(config or TrainConfig(), data_dir, reporter, runtime=runtime)
     # The model, its optimizer and random generator.
     fit = Fit(setup, seed=setup.config.seed)
     # The run folder, written by the main process only.
@@ -179,9 +181,11 @@ def resume(
     run: str | os.PathLike[str],
     *,
     reporter: Reporter = SILENT,
+    runtime: Runtime | None = None,
     **changes: Any,
 ) -> TrainResult:
-    """Continue a run in place from its weights/last.pt, up to ``epochs`` in total.
+    """Continue a run in place from its weights/last.pt, up to ``epochs`` in total, on
+    ``runtime`` (None: the device of the run's settings, or of ``device`` among the changes).
 
     ``changes`` may set the options in :data:`galaxyzoo_cli.settings.RESUMABLE` (``None`` keeps
     the run's own); everything else, the data and the split are the run's. config.json stays as
@@ -212,8 +216,9 @@ def resume(
         )
     # Setup and data: the run's split and model, the settings with the changes.
     setup, reporter = prepare(
-        config, ckpt.data_dir, reporter, val_ids=ckpt.val_ids, model_config=ckpt.model
-    )
+        config, ckpt.data_dir, reporter, runtime=runtime, val_ids=ckpt.val_ids,
+        model_config=ckpt.model,
+    )  # fmt: skip
     # The model as last.pt left it: weights, optimizer, generator, step counter, progress.
     fit = Fit(setup, seed=config.seed, load_pretrained=False)
     fit.restore(ckpt.state, ckpt.progress)
@@ -237,6 +242,7 @@ def select_init(
     data_dir: Path = Path("data"),
     runs_dir: Path = Path("runs"),
     reporter: Reporter = SILENT,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Short trainings from ``trials`` fresh initialisations; keep the best; train it on.
 
@@ -256,7 +262,7 @@ def select_init(
     if config.val_fraction <= 0:
         raise BadInputError("--val-fraction 0: select-init needs a validation split to compare.")
     check_runs_dir(runs_dir)
-    setup, reporter = prepare(config, data_dir, reporter)
+    setup, reporter = prepare(config, data_dir, reporter, runtime=runtime)
     run_dir = new_run(runs_dir, setup, reporter, command="select-init", trials=trials,
                       trial_epochs=trial_epochs)  # fmt: skip
 

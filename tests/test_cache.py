@@ -283,7 +283,7 @@ def test_train_evaluate_and_plot_share_one_cache(
         run = train(config, data_dir=synthetic_data, runs_dir=tmp_path / f"runs-{limit}").run_dir
         evaluate(run)
         evaluate(run, EvaluateSettings(split="train"))
-        plot_runs([run], device="cpu")
+        plot_runs([run])
         about = [json.loads(p.read_text()) for p in root.glob("*.json")]
         assert sorted(a["n_images"] for a in about) == sizes, limit
         assert len(list(root.glob("*.npy"))) == len(sizes) and not list(root.glob(".*"))

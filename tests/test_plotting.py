@@ -97,7 +97,7 @@ def test_plot_two_runs_writes_figures_into_each_run_and_a_comparison(
     second = copy_run(run_dir, tmp_path / "second")
     move_data_away(second)  # its galaxies are gone: only its curves can be drawn
 
-    result = plotting.plot_runs([first, second], device="cpu", use_cache=False)
+    result = plotting.plot_runs([first, second], use_cache=False)
 
     compare = tmp_path / "compare-first-second.png"  # beside the runs, not inside the first
     expected = [first / f for f in RUN_FIGURES] + [second / "loss.png", compare]
@@ -142,7 +142,7 @@ def test_plot_runs_sharing_a_folder_get_prefixed_names(
     move_data_away(run)
     out = tmp_path / "out"
 
-    result = plotting.plot_runs([run, run / "weights" / "best.pt"], out_dir=out, device="cpu")
+    result = plotting.plot_runs([run, run / "weights" / "best.pt"], out_dir=out)
 
     assert [p.name for p in result.paths] == [
         "run-loss.png", "run-2-loss.png", "compare-run-run-2.png"
@@ -159,12 +159,12 @@ def test_plot_run_with_nothing_to_plot_is_bad_input(
     move_data_away(run)
 
     with pytest.raises(BadInputError, match="nothing to plot: metrics.csv has no rows.*moved-away"):
-        plotting.plot_runs([run], device="cpu")
+        plotting.plot_runs([run])
     # A data folder without the run's galaxies is the same situation.
     other = tmp_path / "other"
     generate(data_dir=other, n_train=4, n_test=0, seed=1)
     with pytest.raises(BadInputError, match="none of the run's validation galaxies"):
-        plotting.plot_runs([run], device="cpu", data_dir=other)
+        plotting.plot_runs([run], data_dir=other)
     assert not list(run.glob("*.png"))
 
 
@@ -312,7 +312,7 @@ def test_the_report_shows_provenance_as_a_table_and_compares_models(
     _, run_dir = tiny
     runs = [copy_run(run_dir, tmp_path / "a"), copy_run(run_dir, tmp_path / "b")]
     with_metrics(runs[0], BCE_METRICS)
-    out = report(runs, out=tmp_path / "r.html", device="cpu").out
+    out = report(runs, out=tmp_path / "r.html").out
     page = out.read_text()
 
     class Tables(html.parser.HTMLParser):

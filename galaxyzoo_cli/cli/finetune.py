@@ -114,6 +114,7 @@ def finetune(
     as_json: JsonOut = False,
 ) -> None:
     """Learn your own labels (a flag, classes or fractions) from a run or a model: a new run."""
+    from galaxyzoo_cli.device import setup_runtime
     from galaxyzoo_cli.finetune import finetune as run_finetune
     from galaxyzoo_cli.finetune import finetune_config
 
@@ -125,8 +126,10 @@ def finetune(
         weights=weights, freeze=freeze, workers=workers,
         name=name, amp=amp, cache=cache, strict=strict, device=device,
     )  # fmt: skip
+    config.check()
+    reporter = RichReporter()
     result = run_finetune(
         source, labels=labels, images=images, columns=column or (), config=config,
-        runs_dir=runs_dir, reporter=RichReporter(),
+        runs_dir=runs_dir, reporter=reporter, runtime=setup_runtime(config.device, reporter),
     )  # fmt: skip
     emit(result, as_json)

@@ -223,16 +223,18 @@ def plot(
     as_json: JsonOut = False,
 ) -> None:
     """PNG figures: loss curves, per-question accuracy, predicted vs true, gallery, comparison."""
+    from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.plotting import plot_runs
 
+    reporter = RichReporter()
     result = plot_runs(
         runs,
         out_dir=out,
         data_dir=data_dir,
-        device=device,
+        device=choose_device(device, reporter),
         use_cache=cache,
         workers=workers,
-        reporter=RichReporter(),
+        reporter=reporter,
     )
     emit(result, as_json)
 
@@ -251,11 +253,13 @@ def report(
     as_json: JsonOut = False,
 ) -> None:
     """One self-contained HTML page: settings, metrics, curves, galleries of galaxies."""
+    from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.report import report as make_report
 
+    reporter = RichReporter()
     result = make_report(
-        runs, out=out, data_dir=data_dir, device=device, use_cache=cache, workers=workers,
-        reporter=RichReporter(),
+        runs, out=out, data_dir=data_dir, device=choose_device(device, reporter),
+        use_cache=cache, workers=workers, reporter=reporter,
     )  # fmt: skip
     emit(result, as_json)
 

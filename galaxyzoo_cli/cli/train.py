@@ -188,20 +188,29 @@ def train(
 ) -> None:
     """Train one model into a new run folder (defaults: the recommended recipe)."""
     from galaxyzoo_cli import training
+    from galaxyzoo_cli.device import setup_runtime
 
     reporter = RichReporter()
     if resume is not None:
-        # Only what the user typed changes; the run keeps every other setting of its own.
+        # Only what the user typed changes; the run keeps every other setting of its own,
+        # its device included unless --device is typed.
         given = {
             p: v
             for p, v in ctx.params.items()
             if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"
             and p not in ("resume", "as_json")
         }
-        emit(training.resume(resume, reporter=reporter, **given), as_json)
+        runtime = setup_runtime(given["device"], reporter) if "device" in given else None
+        emit(training.resume(resume, reporter=reporter, runtime=runtime, **given), as_json)
         return
     config = TrainConfig.from_dict(options)
-    emit(training.train(config, data_dir=data_dir, runs_dir=runs_dir, reporter=reporter), as_json)
+    config.check()
+    runtime = setup_runtime(config.device, reporter)
+    emit(
+        training.train(config, data_dir=data_dir, runs_dir=runs_dir, reporter=reporter,
+                       runtime=runtime),
+        as_json,
+    )  # fmt: skip
 
 
 @app.command("select-init")
@@ -216,10 +225,13 @@ def select_init(
     **options: Any,
 ) -> None:
     """Try several initialisations briefly, keep the best by validation loss, train it on."""
+    from galaxyzoo_cli.device import setup_runtime
     from galaxyzoo_cli.training import select_init as run_select_init
 
+    config, reporter = TrainConfig.from_dict(options), RichReporter()
+    config.check()
     result = run_select_init(
-        TrainConfig.from_dict(options), trials=trials, trial_epochs=trial_epochs,
-        data_dir=data_dir, runs_dir=runs_dir, reporter=RichReporter(),
+        config, trials=trials, trial_epochs=trial_epochs, data_dir=data_dir, runs_dir=runs_dir,
+        reporter=reporter, runtime=setup_runtime(config.device, reporter),
     )  # fmt: skip
     emit(result, as_json)
