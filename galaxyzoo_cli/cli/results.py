@@ -225,7 +225,9 @@ def plot(
     """PNG figures: loss curves, per-question accuracy, predicted vs true, gallery, comparison."""
     from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.plotting import plot_runs
+    from galaxyzoo_cli.run_args import resolve_runs
 
+    resolve_runs(runs)  # a bad RUN is the one line, before the device's
     reporter = RichReporter()
     result = plot_runs(
         runs,
@@ -255,7 +257,9 @@ def report(
     """One self-contained HTML page: settings, metrics, curves, galleries of galaxies."""
     from galaxyzoo_cli.device import choose_device
     from galaxyzoo_cli.report import report as make_report
+    from galaxyzoo_cli.run_args import resolve_runs
 
+    resolve_runs(runs)  # a bad RUN is the one line, before the device's
     reporter = RichReporter()
     result = make_report(
         runs, out=out, data_dir=data_dir, device=choose_device(device, reporter),
