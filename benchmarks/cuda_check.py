@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from galaxyzoo_cli.device import resolve_device
+from galaxyzoo_cli.core.settings import PredictSettings, TrainConfig
+from galaxyzoo_cli.data.synthetic import generate
 from galaxyzoo_cli.inference import predict
-from galaxyzoo_cli.settings import PredictSettings, TrainConfig
-from galaxyzoo_cli.synthetic import generate
-from galaxyzoo_cli.training import train
+from galaxyzoo_cli.training.device import resolve_device
+from galaxyzoo_cli.training.loop import train
 
 
 def main() -> None:

@@ -33,14 +33,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from galaxyzoo_cli.data import list_images, load_catalogue, split_ids  # noqa: E402
+from galaxyzoo_cli.core.metrics import column_means, column_rmse, kaggle_rmse  # noqa: E402
+from galaxyzoo_cli.core.schema import COLUMNS  # noqa: E402
+from galaxyzoo_cli.core.settings import TrainConfig, ValSplit  # noqa: E402
+from galaxyzoo_cli.data.catalogue import list_images, load_catalogue, split_ids  # noqa: E402
 from galaxyzoo_cli.inference import load_run, predict_paths  # noqa: E402
-from galaxyzoo_cli.metrics import column_means, column_rmse, kaggle_rmse  # noqa: E402
-from galaxyzoo_cli.models.nets import GalaxyNet, PlainNet  # noqa: E402
+from galaxyzoo_cli.models.cnns import GalaxyNet, PlainNet  # noqa: E402
 from galaxyzoo_cli.models.registry import list_models, register_model  # noqa: E402
-from galaxyzoo_cli.schema import COLUMNS  # noqa: E402
-from galaxyzoo_cli.settings import TrainConfig, ValSplit  # noqa: E402
-from galaxyzoo_cli.training import train  # noqa: E402
+from galaxyzoo_cli.training.loop import train  # noqa: E402
 
 FOLDS = 5
 NOTEBOOK = {

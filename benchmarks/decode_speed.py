@@ -1,7 +1,7 @@
 """What the full decode costs against the reduced-scale (PIL ``draft``) decode it replaced.
 
 Every image is now decoded in full, converted, and resized from its centred crop
-(:func:`galaxyzoo_cli.images.load_image`), so that a JPEG and a PNG of the same pixels, and the
+(:func:`galaxyzoo_cli.data.images.load_image`), so that a JPEG and a PNG of the same pixels, and the
 deployment recipe of docs/deploy.md, give the same model input. Earlier, JPEGs were decoded at
 a reduced scale (DCT-domain downscaling) when the output needed no more. This times both ways on
 the same files, one thread and ``--workers`` threads (as the cache and predict decode), at the
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from galaxyzoo_cli.images import InputSpec, default_workers, load_image
+from galaxyzoo_cli.data.images import InputSpec, default_workers, load_image
 
 
 def draft_decode(path: Path, spec: InputSpec) -> np.ndarray:

@@ -3,7 +3,7 @@
 Builds, in a temporary folder, an archive shaped like Kaggle's: one zip holding
 images_training_rev1.zip and images_test_rev1.zip (61,578 + 79,975 JPEG-sized members of random,
 i.e. incompressible, bytes like real JPEG data), training_solutions_rev1.zip and three benchmark
-zips. Then times :func:`galaxyzoo_cli.archive.extract_competition` on it and prints seconds and
+zips. Then times :func:`galaxyzoo_cli.data.archive.extract_competition` on it and prints seconds and
 files/s. ``--scale 0.1`` builds a tenth of the members (and extrapolates, saying so).
 
     .venv/bin/python benchmarks/extract_speed.py [--scale 1.0] [--size 13000] [--stored]
@@ -18,8 +18,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from galaxyzoo_cli.archive import extract_competition
-from galaxyzoo_cli.fetch import EXPECTED_TEST_IMAGES, EXPECTED_TRAIN_IMAGES
+from galaxyzoo_cli.data.archive import extract_competition
+from galaxyzoo_cli.data.fetch import EXPECTED_TEST_IMAGES, EXPECTED_TRAIN_IMAGES
 
 
 def _inner_zip(path: Path, folder: str, ids: range, size: int, compression: int) -> None:

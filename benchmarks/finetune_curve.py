@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galaxyzoo_cli.finetune import finetune, finetune_config
+from galaxyzoo_cli.core.tasks import roc_auc
 from galaxyzoo_cli.inference import load_run, predict_paths
-from galaxyzoo_cli.tasks import roc_auc
+from galaxyzoo_cli.training.finetune import finetune, finetune_config
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "finetune_curve.jsonl"

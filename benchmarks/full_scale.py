@@ -65,9 +65,9 @@ def compute_only(model: str, n_images: int, batch: int = 64) -> float:
     already in memory as float tensors (with the batch augmentation): the floor of an epoch."""
     import torch
 
+    from galaxyzoo_cli.data.transforms import augment_batch
     from galaxyzoo_cli.models import resolve_config
-    from galaxyzoo_cli.models.network import create_model
-    from galaxyzoo_cli.transforms import augment_batch
+    from galaxyzoo_cli.models.galaxy_model import create_model
 
     config = resolve_config(model)
     net = create_model(config)
@@ -105,7 +105,7 @@ def main() -> None:
     data, work = args.dir / "data", args.dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GALAXYZOO_CACHE_DIR": str(work / "cache"), "OMP_WAIT_POLICY": "PASSIVE"}
-    from galaxyzoo_cli.settings import TrainConfig
+    from galaxyzoo_cli.core.settings import TrainConfig
 
     model = args.model or TrainConfig().model
     rows: list[tuple[str, str, str, str, str]] = []
@@ -126,8 +126,10 @@ def main() -> None:
     if "cache" in steps:
         shutil.rmtree(work / "cache", ignore_errors=True)
         code = (
-            "import sys; from pathlib import Path; from galaxyzoo_cli.cache import load_images;"
-            "from galaxyzoo_cli.data import list_images; from galaxyzoo_cli.models import "
+            "import sys; from pathlib import Path; "
+            "from galaxyzoo_cli.data.cache import load_images; "
+            "from galaxyzoo_cli.data.catalogue import list_images; "
+            "from galaxyzoo_cli.models import "
             f"resolve_config; paths = list_images(Path({str(data)!r}) / 'images_training_rev1')[1];"
             f"load_images(paths, resolve_config({model!r}).input)"
         )

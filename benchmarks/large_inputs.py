@@ -33,12 +33,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from galaxyzoo_cli.cache import copy_rows  # noqa: E402
-from galaxyzoo_cli.data import list_images  # noqa: E402
-from galaxyzoo_cli.images import InputSpec, decode_into  # noqa: E402
+from galaxyzoo_cli.core.progress import SILENT  # noqa: E402
+from galaxyzoo_cli.data.cache import copy_rows  # noqa: E402
+from galaxyzoo_cli.data.catalogue import list_images  # noqa: E402
+from galaxyzoo_cli.data.images import InputSpec, decode_into  # noqa: E402
 from galaxyzoo_cli.models import resolve_config  # noqa: E402
-from galaxyzoo_cli.models.network import create_model  # noqa: E402
-from galaxyzoo_cli.progress import SILENT  # noqa: E402
+from galaxyzoo_cli.models.galaxy_model import create_model  # noqa: E402
 
 SIDE = 224
 

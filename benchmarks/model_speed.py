@@ -20,9 +20,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from galaxyzoo_cli.data.transforms import augment_batch  # noqa: E402
 from galaxyzoo_cli.models import resolve_config  # noqa: E402
-from galaxyzoo_cli.models.network import create_model  # noqa: E402
-from galaxyzoo_cli.transforms import augment_batch  # noqa: E402
+from galaxyzoo_cli.models.galaxy_model import create_model  # noqa: E402
 
 
 def train_rate(

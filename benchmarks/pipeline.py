@@ -32,9 +32,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from galaxyzoo_cli.cache import load_images  # noqa: E402
-from galaxyzoo_cli.data import load_catalogue  # noqa: E402
-from galaxyzoo_cli.images import InputSpec  # noqa: E402
+from galaxyzoo_cli.data.cache import load_images  # noqa: E402
+from galaxyzoo_cli.data.catalogue import load_catalogue  # noqa: E402
+from galaxyzoo_cli.data.images import InputSpec  # noqa: E402
 
 KAGGLE_IMAGES = 141_553
 KAGGLE_TEST = 79_975
@@ -98,7 +98,7 @@ def warm_delivery(images: np.ndarray, batch: int = 64) -> tuple[int, float]:
 def model_compute(x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
     """Seconds per epoch of the notebook ConvNet's forward+backward on in-memory tensors."""
     from galaxyzoo_cli.models import resolve_config
-    from galaxyzoo_cli.models.network import create_model
+    from galaxyzoo_cli.models.galaxy_model import create_model
 
     model = create_model(resolve_config("convnet", head="sigmoid"))
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -115,7 +115,7 @@ def model_compute(x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
 def notebook_epoch(paths: list[Path], labels: np.ndarray, epochs: int) -> float:
     """Seconds per epoch of the notebook: its data path feeding the ConvNet."""
     from galaxyzoo_cli.models import resolve_config
-    from galaxyzoo_cli.models.network import create_model
+    from galaxyzoo_cli.models.galaxy_model import create_model
 
     model = create_model(resolve_config("convnet", head="sigmoid"))
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -132,9 +132,9 @@ def notebook_epoch(paths: list[Path], labels: np.ndarray, epochs: int) -> float:
 
 def our_training(data_dir: Path, n: int, epochs: int, runs: Path) -> tuple[float, float]:
     """(seconds per epoch, seconds for the whole first run incl. the cache build) with train()."""
-    from galaxyzoo_cli.runs import read_metrics
-    from galaxyzoo_cli.settings import TrainConfig
-    from galaxyzoo_cli.training import train
+    from galaxyzoo_cli.core.settings import TrainConfig
+    from galaxyzoo_cli.training.loop import train
+    from galaxyzoo_cli.training.run_folder import read_metrics
 
     config = TrainConfig(
         model="convnet",
@@ -165,7 +165,7 @@ def predict_in_child(run: Path, images: Path, out: Path, tta: int, cache: bool) 
         "import json, resource, sys, time;"
         "from pathlib import Path;"
         "from galaxyzoo_cli.inference import predict;"
-        "from galaxyzoo_cli.settings import PredictSettings;"
+        "from galaxyzoo_cli.core.settings import PredictSettings;"
         f"r = predict([Path({str(run)!r})], PredictSettings(images=Path({str(images)!r}),"
         f" out=Path({str(out)!r}), tta={tta}, cache={cache}));"
         "print(json.dumps({'seconds': r.seconds, 'n': r.n_images,"
@@ -258,8 +258,8 @@ def main() -> None:
 
     # 3. predict over a large folder, in a child process to measure its peak memory: the
     # notebook's ConvNet (just trained) and our default model (one quick epoch: speed only).
-    from galaxyzoo_cli.settings import TrainConfig
-    from galaxyzoo_cli.training import train
+    from galaxyzoo_cli.core.settings import TrainConfig
+    from galaxyzoo_cli.training.loop import train
 
     convnet_run = next(p for p in (work / "runs").iterdir() if p.is_dir())
     default_run = train(

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from galaxyzoo_cli import data, schema
-from galaxyzoo_cli.synthetic import generate
+from galaxyzoo_cli.core import schema
+from galaxyzoo_cli.data import catalogue as data
+from galaxyzoo_cli.data.synthetic import generate
 
 REAL = Path("/work/shared/realdata")
 _SIDE = 424

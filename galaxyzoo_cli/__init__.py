@@ -5,7 +5,7 @@ its export: the decode that training, evaluation, prediction and docs/deploy.md 
 """
 
 from galaxyzoo_cli._version import __version__
-from galaxyzoo_cli.cutouts import FitsOptions
-from galaxyzoo_cli.images import InputSpec, load_input
+from galaxyzoo_cli.core.settings import FitsOptions
+from galaxyzoo_cli.data.images import InputSpec, load_input
 
 __all__ = ["FitsOptions", "InputSpec", "__version__", "load_input"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from galaxyzoo_cli.synthetic import generate
+from galaxyzoo_cli.data.synthetic import generate
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before torch is imported
 
@@ -37,7 +37,7 @@ def partial_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Q5, Q9, Q10 and Q11 are empty in every row. Read-only for tests: copy before changing."""
     import csv
 
-    from galaxyzoo_cli.schema import question
+    from galaxyzoo_cli.core.schema import question
 
     data_dir = tmp_path_factory.mktemp("partial") / "data"
     generate(data_dir=data_dir, n_train=120, n_test=24, seed=11)

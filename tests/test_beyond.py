@@ -22,11 +22,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import TEST_IMAGES, list_images
-from galaxyzoo_cli.images import InputSpec, load_image
-from galaxyzoo_cli.schema import COLUMNS
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.training import train
+from galaxyzoo_cli.core.schema import COLUMNS
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.data.catalogue import TEST_IMAGES, list_images
+from galaxyzoo_cli.data.images import InputSpec, load_image
+from galaxyzoo_cli.training.loop import train
 
 runner = CliRunner()
 
@@ -197,7 +197,7 @@ def test_runs_shows_the_kept_epochs_rmse_and_reads_summary_json(tmp_path: Path) 
     """A bce run keeps the epoch of lowest validation loss: the leaderboard shows that epoch's
     RMSE (0.1400, epoch 2), not the lowest RMSE (0.1300, epoch 3); from summary.json when there
     is one, else rebuilt from metrics.csv and config.json (a run older than summary.json)."""
-    from galaxyzoo_cli.summary import read_summary, write_summary
+    from galaxyzoo_cli.core.summary import read_summary, write_summary
 
     root = tmp_path / "runs"
     old, new = root / "old", root / "new"

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import galaxyzoo_cli.cache as cache
-import galaxyzoo_cli.images as images_module
-from galaxyzoo_cli import errors
-from galaxyzoo_cli.data import TRAIN_IMAGES, list_images
-from galaxyzoo_cli.errors import JobFailedError
-from galaxyzoo_cli.images import InputSpec, load_image
+import galaxyzoo_cli.data.cache as cache
+import galaxyzoo_cli.data.images as images_module
+from galaxyzoo_cli.core import errors
+from galaxyzoo_cli.core.errors import JobFailedError
+from galaxyzoo_cli.data.catalogue import TRAIN_IMAGES, list_images
+from galaxyzoo_cli.data.images import InputSpec, load_image
 
 PREP = InputSpec(channels=1, crop=256, size=32)
 
@@ -188,7 +188,7 @@ class _Recorder:
 def test_a_cache_that_would_not_fit_is_refused_or_skipped(
     images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from galaxyzoo_cli.errors import BadInputError
+    from galaxyzoo_cli.core.errors import BadInputError
 
     root = tmp_path / "c"
     real = shutil.disk_usage
@@ -213,8 +213,8 @@ def test_large_inputs_are_decoded_as_needed(
     synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Above the size limit no cache is built: training reads the images as it goes."""
-    from galaxyzoo_cli.settings import TrainConfig
-    from galaxyzoo_cli.training import train
+    from galaxyzoo_cli.core.settings import TrainConfig
+    from galaxyzoo_cli.training.loop import train
 
     monkeypatch.setattr(cache, "CACHE_AUTO_LIMIT", 1000)
     root = Path(os.environ["GALAXYZOO_CACHE_DIR"]) / "lazy"
@@ -271,10 +271,10 @@ def test_train_evaluate_and_plot_share_one_cache(
     """A run's training (both splits), its evaluation and its figures read one cache of its
     images: its first --limit galaxies (a quick run does not decode the whole folder), or the
     whole folder, whose cache a later limited run reads rows of."""
+    from galaxyzoo_cli.core.settings import EvaluateSettings, TrainConfig
     from galaxyzoo_cli.inference import evaluate
-    from galaxyzoo_cli.plotting import plot_runs
-    from galaxyzoo_cli.settings import EvaluateSettings, TrainConfig
-    from galaxyzoo_cli.training import train
+    from galaxyzoo_cli.outputs.figure_data import plot_runs
+    from galaxyzoo_cli.training.loop import train
 
     root = tmp_path / "cache"
     monkeypatch.setenv("GALAXYZOO_CACHE_DIR", str(root))

@@ -16,15 +16,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.cutouts import FitsOptions, FitsSupportMissing, derived_flags, find_cutouts
-from galaxyzoo_cli.data import TEST_IMAGES, list_images
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec, load_image
-from galaxyzoo_cli.preview import _model_input
-from galaxyzoo_cli.runs import load_checkpoint, resolve_run
-from galaxyzoo_cli.schema import COLUMNS
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.training import train
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.schema import COLUMNS
+from galaxyzoo_cli.core.settings import FitsOptions, TrainConfig
+from galaxyzoo_cli.data.catalogue import TEST_IMAGES, list_images
+from galaxyzoo_cli.data.cutouts import FitsSupportMissing, derived_flags, find_cutouts
+from galaxyzoo_cli.data.images import InputSpec, load_image
+from galaxyzoo_cli.outputs.preview import _model_input
+from galaxyzoo_cli.training.loop import train
+from galaxyzoo_cli.training.run_folder import load_checkpoint, resolve_run
 
 runner = CliRunner()
 

@@ -11,7 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import (
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.schema import COLUMNS, CSV_HEADER
+from galaxyzoo_cli.data.catalogue import (
     LABELS_CSV,
     TRAIN_IMAGES,
     check_layout,
@@ -20,9 +22,7 @@ from galaxyzoo_cli.data import (
     read_labels,
     write_labels,
 )
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec, load_image, parse_transform
-from galaxyzoo_cli.schema import COLUMNS, CSV_HEADER
+from galaxyzoo_cli.data.images import InputSpec, load_image, parse_transform
 
 runner = CliRunner()
 

@@ -15,15 +15,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import galaxyzoo_cli
-from galaxyzoo_cli import export as export_module
-from galaxyzoo_cli.cache import load_images
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import TEST_IMAGES, list_images
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec, load_image, load_input
-from galaxyzoo_cli.schema import COLUMNS
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.training import train
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.schema import COLUMNS
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.data.cache import load_images
+from galaxyzoo_cli.data.catalogue import TEST_IMAGES, list_images
+from galaxyzoo_cli.data.images import InputSpec, load_image, load_input
+from galaxyzoo_cli.inference import export as export_module
+from galaxyzoo_cli.training.loop import train
 
 runner = CliRunner()
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "deploy.md"

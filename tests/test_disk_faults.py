@@ -29,13 +29,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from galaxyzoo_cli.cache import load_images
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import TRAIN_IMAGES, list_images
-from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, JobFailedError, os_error
-from galaxyzoo_cli.files import write_text_atomic
-from galaxyzoo_cli.images import InputSpec, load_image
-from galaxyzoo_cli.runs import load_checkpoint
+from galaxyzoo_cli.core.errors import BadInputError, GalaxyZooError, JobFailedError, os_error
+from galaxyzoo_cli.core.files import write_text_atomic
+from galaxyzoo_cli.data.cache import load_images
+from galaxyzoo_cli.data.catalogue import TRAIN_IMAGES, list_images
+from galaxyzoo_cli.data.images import InputSpec, load_image
+from galaxyzoo_cli.training.run_folder import load_checkpoint
 
 runner = CliRunner()
 TINY = ["--model", "test_tiny", "--batch-size", "16", "--device", "cpu", "--patience", "0"]
@@ -231,7 +231,7 @@ def test_a_disk_filling_before_the_cache_is_written_is_an_error(
     _, paths = list_images(synthetic_data / TRAIN_IMAGES)
     spec = InputSpec(channels=3, size=48)  # 830 KB: more than the whole disk
     # Another job fills the disk between the room check and the write: the check sees room.
-    monkeypatch.setattr("galaxyzoo_cli.cache.DISK_MARGIN", -(1 << 30))
+    monkeypatch.setattr("galaxyzoo_cli.data.cache.DISK_MARGIN", -(1 << 30))
     with pytest.raises(JobFailedError, match="no space left on the disk") as caught:
         load_images(paths, spec, use_cache=True, cache_dir=disk.folder)
     message = str(caught.value)

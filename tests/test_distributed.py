@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from galaxyzoo_cli.runs import load_checkpoint, read_metrics
+from galaxyzoo_cli.training.run_folder import load_checkpoint, read_metrics
 
 pytestmark = pytest.mark.slow  # torchrun processes: `pytest -m slow` (CI runs both)
 

@@ -17,11 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from galaxyzoo_cli.cache import cache_key, load_images
-from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, list_images, write_labels
-from galaxyzoo_cli.fetch import ARCHIVE_NAME, ARCHIVES_DIR, MARKER
-from galaxyzoo_cli.images import InputSpec, load_image
-from galaxyzoo_cli.runs import load_checkpoint, read_metrics
+from galaxyzoo_cli.data.cache import cache_key, load_images
+from galaxyzoo_cli.data.catalogue import (
+    LABELS_CSV,
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    list_images,
+    write_labels,
+)
+from galaxyzoo_cli.data.fetch import ARCHIVE_NAME, ARCHIVES_DIR, MARKER
+from galaxyzoo_cli.data.images import InputSpec, load_image
+from galaxyzoo_cli.training.run_folder import load_checkpoint, read_metrics
 
 pytestmark = pytest.mark.slow  # real processes and signals: `pytest -m slow` (CI runs both)
 

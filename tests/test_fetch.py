@@ -18,11 +18,11 @@ import pytest
 from fake_kaggle import FakeKaggle
 from typer.testing import CliRunner
 
-from galaxyzoo_cli import fetch
-from galaxyzoo_cli.archive import extract_competition
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, write_labels
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.data import fetch
+from galaxyzoo_cli.data.archive import extract_competition
+from galaxyzoo_cli.data.catalogue import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, write_labels
 
 USERNAME = "galaxyfan"
 KEY = "k3y-0f-the-fake-kaggle-4c1d9e2b7a"
@@ -395,7 +395,7 @@ def test_no_home_folder_still_finds_environment_credentials(
     of ~/.kaggle must not raise there."""
     import pathlib
 
-    from galaxyzoo_cli import fetch
+    from galaxyzoo_cli.data import fetch
 
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)

@@ -14,21 +14,21 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import TRAIN_IMAGES
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.finetune import finetune, finetune_config
-from galaxyzoo_cli.labels import (
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.tasks import TREE, Task, TaskKind, roc_auc
+from galaxyzoo_cli.data.catalogue import TRAIN_IMAGES
+from galaxyzoo_cli.data.labels import (
     encode,
     infer_task,
     match_images,
     read_label_file,
     stratified_split,
 )
+from galaxyzoo_cli.data.synthetic import _galaxy_rng, galaxy_ids, sample_galaxy
 from galaxyzoo_cli.models import ModelConfig, resolve_config
-from galaxyzoo_cli.models.network import create_model
-from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.synthetic import _galaxy_rng, galaxy_ids, sample_galaxy
-from galaxyzoo_cli.tasks import TREE, Task, TaskKind, roc_auc
+from galaxyzoo_cli.models.galaxy_model import create_model
+from galaxyzoo_cli.training.finetune import finetune, finetune_config
+from galaxyzoo_cli.training.run_folder import load_checkpoint
 
 runner = CliRunner()
 N, SEED = 120, 7  # the synthetic_data fixture

@@ -12,13 +12,13 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import TRAIN_IMAGES, read_labels
+from galaxyzoo_cli.core.metrics import ErrorSum, kaggle_rmse, question_scores
+from galaxyzoo_cli.core.schema import CSV_HEADER
+from galaxyzoo_cli.core.settings import EvaluateSettings, PredictSettings, TrainConfig
+from galaxyzoo_cli.data.catalogue import TRAIN_IMAGES, read_labels
+from galaxyzoo_cli.data.transforms import tta_views
 from galaxyzoo_cli.inference import evaluate, predict
-from galaxyzoo_cli.metrics import ErrorSum, kaggle_rmse, question_scores
-from galaxyzoo_cli.schema import CSV_HEADER
-from galaxyzoo_cli.settings import EvaluateSettings, PredictSettings, TrainConfig
-from galaxyzoo_cli.training import train
-from galaxyzoo_cli.transforms import tta_views
+from galaxyzoo_cli.training.loop import train
 
 runner = CliRunner()
 
@@ -218,7 +218,7 @@ def test_decoding_as_predicted_gives_the_cached_answers(
 def test_interrupted_predict_leaves_no_file(
     run_dir: Path, synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import galaxyzoo_cli.data as data
+    import galaxyzoo_cli.data.catalogue as data
 
     out = tmp_path / "sub.csv"
 

@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import read_labels
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.runs import read_metrics
-from galaxyzoo_cli.schema import COLUMNS, ID_COLUMN
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.training import resume, train
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.schema import COLUMNS, ID_COLUMN
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.data.catalogue import read_labels
+from galaxyzoo_cli.training.loop import resume, train
+from galaxyzoo_cli.training.run_folder import read_metrics
 
 runner = CliRunner()
 

@@ -11,12 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.losses import masked_loss
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.schema import check_consistency
 from galaxyzoo_cli.models import get_spec, list_models, resolve_config
+from galaxyzoo_cli.models.galaxy_model import count_parameters, create_model, fuse_for_inference
 from galaxyzoo_cli.models.heads import tree_normalise
-from galaxyzoo_cli.models.network import count_parameters, create_model, fuse_for_inference
-from galaxyzoo_cli.schema import check_consistency
+from galaxyzoo_cli.training.losses import masked_loss
 
 runner = CliRunner()
 

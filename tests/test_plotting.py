@@ -12,18 +12,19 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from galaxyzoo_cli import figures, plotting
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import Catalogue
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.metrics import question_scores
-from galaxyzoo_cli.preview import preview
-from galaxyzoo_cli.runs import resolve_run
-from galaxyzoo_cli.schema import QUESTIONS, question
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.summary import read_summary
-from galaxyzoo_cli.synthetic import generate
-from galaxyzoo_cli.training import train
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.metrics import question_scores
+from galaxyzoo_cli.core.schema import QUESTIONS, question
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.core.summary import read_summary
+from galaxyzoo_cli.data.catalogue import Catalogue
+from galaxyzoo_cli.data.synthetic import generate
+from galaxyzoo_cli.outputs import drawing as figures
+from galaxyzoo_cli.outputs import figure_data as plotting
+from galaxyzoo_cli.outputs.preview import preview
+from galaxyzoo_cli.training.loop import train
+from galaxyzoo_cli.training.run_folder import resolve_run
 
 RUN_FIGURES = ("loss.png", "accuracy.png", "scatter.png", "gallery.png")
 
@@ -243,7 +244,7 @@ def test_the_gallery_is_green_only_when_every_answer_shown_is_right(
     """Green needs the right top answer at a close vote fraction for Q1 *and* the deepest
     question shown; Q1 agreeing is not enough."""
     data_dir, _ = tiny
-    from galaxyzoo_cli.data import load_catalogue
+    from galaxyzoo_cli.data.catalogue import load_catalogue
 
     paths = load_catalogue(data_dir).paths[:4]
     truth = np.stack([_spiral([0.8, 0.2, 0.0], [0.7, 0.2, 0.1])] * 4)
@@ -307,7 +308,7 @@ def test_the_report_shows_provenance_as_a_table_and_compares_models(
 ) -> None:
     import html.parser
 
-    from galaxyzoo_cli.report import report
+    from galaxyzoo_cli.outputs.html_report import report
 
     _, run_dir = tiny
     runs = [copy_run(run_dir, tmp_path / "a"), copy_run(run_dir, tmp_path / "b")]

@@ -10,11 +10,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from galaxyzoo_cli.data import read_labels, write_labels
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec, parse_transform
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.schema import CSV_HEADER, QUESTIONS, check_consistency
+from galaxyzoo_cli.data.catalogue import read_labels, write_labels
+from galaxyzoo_cli.data.images import InputSpec, parse_transform
 from galaxyzoo_cli.models.heads import tree_normalise
-from galaxyzoo_cli.schema import CSV_HEADER, QUESTIONS, check_consistency
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

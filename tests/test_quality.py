@@ -12,17 +12,17 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import load_catalogue, read_labels, split_ids
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.fit import Fit, prepare
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.metrics import column_means, kaggle_rmse
+from galaxyzoo_cli.core.progress import SILENT
+from galaxyzoo_cli.core.settings import EvaluateSettings, TrainConfig, ValSplit
+from galaxyzoo_cli.data.catalogue import load_catalogue, read_labels, split_ids
+from galaxyzoo_cli.data.synthetic import generate
 from galaxyzoo_cli.inference import evaluate, predict_images
-from galaxyzoo_cli.losses import masked_loss
-from galaxyzoo_cli.metrics import column_means, kaggle_rmse
-from galaxyzoo_cli.progress import SILENT
-from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.settings import EvaluateSettings, TrainConfig, ValSplit
-from galaxyzoo_cli.synthetic import generate
-from galaxyzoo_cli.training import TrainResult, resume, train
+from galaxyzoo_cli.training.loop import TrainResult, resume, train
+from galaxyzoo_cli.training.losses import masked_loss
+from galaxyzoo_cli.training.run_folder import load_checkpoint
+from galaxyzoo_cli.training.setup import Fit, prepare
 
 runner = CliRunner()
 TINY = {"model": "test_tiny", "batch_size": 16, "device": "cpu", "lr": 3e-3}

@@ -10,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.data.images import InputSpec
 from galaxyzoo_cli.models import (
     describe_models,
     get_architecture,
@@ -21,10 +21,10 @@ from galaxyzoo_cli.models import (
     registry,
     resolve_config,
 )
-from galaxyzoo_cli.models.backbones import build_backbone
-from galaxyzoo_cli.models.custom import build_galaxynet, build_plainnet
-from galaxyzoo_cli.models.network import create_model
+from galaxyzoo_cli.models.galaxy_model import create_model
 from galaxyzoo_cli.models.registry import Config, register_architecture
+from galaxyzoo_cli.models.scratch import build_galaxynet, build_plainnet
+from galaxyzoo_cli.models.timm_backbones import build_backbone
 
 runner = CliRunner()
 

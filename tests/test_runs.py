@@ -10,12 +10,12 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.settings import EvaluateSettings, TrainConfig
 from galaxyzoo_cli.inference import evaluate
 from galaxyzoo_cli.models import resolve_config
-from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.settings import EvaluateSettings, TrainConfig
-from galaxyzoo_cli.training import resume, train
+from galaxyzoo_cli.training.loop import resume, train
+from galaxyzoo_cli.training.run_folder import load_checkpoint
 
 runner = CliRunner()
 
@@ -73,7 +73,7 @@ def relu_run_dir(synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.Monke
     """A run with the tree head's ReLU, as every run before 0.3 had."""
     import dataclasses
 
-    import galaxyzoo_cli.fit as fit
+    import galaxyzoo_cli.training.setup as fit
 
     def relu_config(*args: object, **kwargs: object) -> object:
         return dataclasses.replace(resolve_config(*args, **kwargs), activation="relu")  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galaxyzoo_cli.schema import (
+from galaxyzoo_cli.core.schema import (
     COLUMNS,
     CSV_HEADER,
     N_OUTPUTS,

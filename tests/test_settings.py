@@ -13,20 +13,20 @@ import torch
 import typer.main
 from typer.testing import CliRunner
 
-from galaxyzoo_cli import inference, training
+from galaxyzoo_cli import inference
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.cli.train import NOT_TRAIN_OPTIONS, TRAIN_OPTIONS
-from galaxyzoo_cli.cutouts import FitsOptions
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec, parse_transform
-from galaxyzoo_cli.run_args import require_runs
-from galaxyzoo_cli.settings import (
+from galaxyzoo_cli.core.errors import BadInputError, require_runs
+from galaxyzoo_cli.core.settings import (
     EvalSplit,
     EvaluateSettings,
+    FitsOptions,
     Loss,
     PredictSettings,
     TrainConfig,
 )
+from galaxyzoo_cli.data.images import InputSpec, parse_transform
+from galaxyzoo_cli.training import loop as training
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from galaxyzoo_cli.summary import (
+from galaxyzoo_cli.core.summary import (
     best_row,
     better,
     build_summary,

@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from galaxyzoo_cli import data, rendering, schema, synthetic
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.core import schema
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.data import catalogue as data
+from galaxyzoo_cli.data import rendering, synthetic
 
 N_TRAIN, N_TEST, SEED = 40, 6, 3
 

@@ -11,15 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import galaxyzoo_cli.fit as fit_module
+import galaxyzoo_cli.training.setup as fit_module
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import split_ids
-from galaxyzoo_cli.errors import BadInputError, Interrupted, JobFailedError
-from galaxyzoo_cli.progress import SILENT
-from galaxyzoo_cli.runs import load_checkpoint, read_metrics
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.synthetic import generate
-from galaxyzoo_cli.training import resume, select_init, train
+from galaxyzoo_cli.core.errors import BadInputError, Interrupted, JobFailedError
+from galaxyzoo_cli.core.progress import SILENT
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.data.catalogue import split_ids
+from galaxyzoo_cli.data.synthetic import generate
+from galaxyzoo_cli.training.loop import resume, select_init, train
+from galaxyzoo_cli.training.run_folder import load_checkpoint, read_metrics
 
 runner = CliRunner()
 TINY = {"model": "test_tiny", "batch_size": 16, "device": "cpu", "lr": 3e-3}
@@ -145,7 +145,7 @@ def test_resumed_run_equals_uninterrupted_run(synthetic_data: Path, tmp_path: Pa
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import galaxyzoo_cli.losses as losses
+    import galaxyzoo_cli.training.losses as losses
 
     real = losses.masked_loss
     calls = {"n": 0}
@@ -172,7 +172,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
 def test_ctrl_c_saves_and_says_how_to_resume(
     synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import galaxyzoo_cli.transforms as transforms
+    import galaxyzoo_cli.data.transforms as transforms
 
     real = transforms.augment_batch
     calls = {"n": 0}

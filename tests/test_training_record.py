@@ -11,13 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import galaxyzoo_cli.training as training
+import galaxyzoo_cli.training.loop as training
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.errors import Interrupted
-from galaxyzoo_cli.models.network import GalaxyModel
-from galaxyzoo_cli.runs import load_checkpoint, read_metrics
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.training import resume, select_init, train
+from galaxyzoo_cli.core.errors import Interrupted
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.models.galaxy_model import GalaxyModel
+from galaxyzoo_cli.training.loop import resume, select_init, train
+from galaxyzoo_cli.training.run_folder import load_checkpoint, read_metrics
 
 runner = CliRunner()
 TINY = {"model": "test_tiny", "batch_size": 16, "device": "cpu", "lr": 3e-3}

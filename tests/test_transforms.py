@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.settings import TrainConfig
-from galaxyzoo_cli.transforms import dihedral_batch, dihedral_view
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.data.transforms import dihedral_batch, dihedral_view
 
 
 def test_dihedral_batch_gives_each_image_one_exact_view_and_covers_all_eight() -> None:
@@ -31,8 +31,8 @@ def test_dihedral_batch_gives_each_image_one_exact_view_and_covers_all_eight() -
 def test_train_augments_by_the_kind_asked(
     synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from galaxyzoo_cli import transforms
-    from galaxyzoo_cli.training import train
+    from galaxyzoo_cli.data import transforms
+    from galaxyzoo_cli.training.loop import train
 
     calls = {"affine": 0, "dihedral": 0}
     real_affine, real_dihedral = transforms.augment_batch, transforms.dihedral_batch

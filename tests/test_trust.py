@@ -17,13 +17,19 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, list_images, read_labels
-from galaxyzoo_cli.errors import BadInputError
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.provenance import sidecar
+from galaxyzoo_cli.core.settings import PredictSettings, TrainConfig
+from galaxyzoo_cli.data.catalogue import (
+    LABELS_CSV,
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    list_images,
+    read_labels,
+)
 from galaxyzoo_cli.inference import evaluate, predict
-from galaxyzoo_cli.provenance import sidecar
-from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.settings import PredictSettings, TrainConfig
-from galaxyzoo_cli.training import train
+from galaxyzoo_cli.training.loop import train
+from galaxyzoo_cli.training.run_folder import load_checkpoint
 
 runner = CliRunner()
 TINY = ["--model", "test_tiny", "--batch-size", "16", "--device", "cpu"]
@@ -308,8 +314,8 @@ def test_labels_file_is_not_touched_by_reads(synthetic_data: Path) -> None:
 
 def test_python_api_does_not_print(synthetic_data: Path, tmp_path: Path) -> None:
     code = (
-        "from pathlib import Path; from galaxyzoo_cli.settings import TrainConfig;"
-        "from galaxyzoo_cli.training import train;"
+        "from pathlib import Path; from galaxyzoo_cli.core.settings import TrainConfig;"
+        "from galaxyzoo_cli.training.loop import train;"
         f"train(TrainConfig(model='test_tiny', epochs=1, device='cpu', limit=20), "
         f"data_dir=Path({str(synthetic_data)!r}), runs_dir=Path({str(tmp_path)!r}))"
     )

@@ -15,16 +15,16 @@ import torch
 from typer.testing import CliRunner
 
 from galaxyzoo_cli.cli import app
-from galaxyzoo_cli.cutouts import derived_flags
-from galaxyzoo_cli.data import TEST_IMAGES, list_images
-from galaxyzoo_cli.files import json_safe, to_json, write_json_atomic
+from galaxyzoo_cli.core.files import json_safe, to_json, write_json_atomic
+from galaxyzoo_cli.core.metrics import question_scores
+from galaxyzoo_cli.core.schema import COLUMNS, Learned, meaningful, question
+from galaxyzoo_cli.core.settings import EvaluateSettings, PredictSettings, TrainConfig
+from galaxyzoo_cli.data.catalogue import TEST_IMAGES, list_images
+from galaxyzoo_cli.data.cutouts import derived_flags
 from galaxyzoo_cli.inference import evaluate, predict
-from galaxyzoo_cli.metrics import question_scores
 from galaxyzoo_cli.models.heads import TreeHead, tree_normalise
-from galaxyzoo_cli.runs import load_checkpoint
-from galaxyzoo_cli.schema import COLUMNS, Learned, meaningful, question
-from galaxyzoo_cli.settings import EvaluateSettings, PredictSettings, TrainConfig
-from galaxyzoo_cli.training import train
+from galaxyzoo_cli.training.loop import train
+from galaxyzoo_cli.training.run_folder import load_checkpoint
 
 runner = CliRunner()
 LEARNED = (1, 2, 6, 7, 8)

@@ -2,6 +2,9 @@
 
 :mod:`galaxyzoo_cli.cli.app` holds the app and what its commands share; each other module adds
 commands to it.
+
+Layer rule: the top layer, it may import from every other; at import time only torch-free
+modules (``core``), the library's modules inside the commands, so ``--help`` stays fast.
 """
 
 import importlib

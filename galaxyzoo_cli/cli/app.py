@@ -2,12 +2,12 @@
 
 The ``galaxyzoo_cli.cli`` package is the only code that imports typer and rich. Each command builds
 typed settings and forwards them to one library function. Errors are handled once, by
-:class:`_Boundary` around the whole app: a :class:`~galaxyzoo_cli.errors.GalaxyZooError` becomes a
-one-line message on stderr and its exit code (2 bad input, 1 failed job, 130 interrupted, 143
-stopped by SIGTERM, 138 by SIGUSR1), plus one JSON object on stdout with ``--json``; so does an
-operating-system error that reached it (:func:`~galaxyzoo_cli.errors.os_error`). Heavy libraries
-(torch, timm, matplotlib, pandas) are imported inside the commands that need them, so ``--help``
-stays fast.
+:class:`_Boundary` around the whole app: a :class:`~galaxyzoo_cli.core.errors.GalaxyZooError`
+becomes a one-line message on stderr and its exit code (2 bad input, 1 failed job, 130 interrupted,
+143 stopped by SIGTERM, 138 by SIGUSR1), plus one JSON object on stdout with ``--json``; so does an
+operating-system error that reached it (:func:`~galaxyzoo_cli.core.errors.os_error`). Heavy
+libraries (torch, timm, matplotlib, pandas) are imported inside the commands that need them, so
+``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from galaxyzoo_cli import __version__
-from galaxyzoo_cli.errors import GalaxyZooError, os_error
-from galaxyzoo_cli.files import to_json
-from galaxyzoo_cli.signals import how_stopped, stop_on_signals
+from galaxyzoo_cli._version import __version__
+from galaxyzoo_cli.core.errors import GalaxyZooError, os_error
+from galaxyzoo_cli.core.files import to_json
+from galaxyzoo_cli.core.signals import how_stopped, stop_on_signals
 
 # PyTorch's OpenMP threads spin while they wait; when another process holds a core, that spinning
 # made training several times slower here. Passive waiting costs little when the CPU is idle.

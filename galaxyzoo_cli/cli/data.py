@@ -17,8 +17,8 @@ from galaxyzoo_cli.cli.results import (
     FitsScale,
     FitsStretch,
 )
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import to_json
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.files import to_json
 
 
 @app.command()
@@ -54,7 +54,7 @@ def fetch(
     """Download the Kaggle competition data (or write synthetic galaxies with --synthetic N)."""
     reporter = RichReporter()
     if synthetic is not None:
-        from galaxyzoo_cli.synthetic import generate
+        from galaxyzoo_cli.data.synthetic import generate
 
         result: Any = generate(
             data_dir, synthetic, test_images, seed=seed, force=force, workers=workers,
@@ -63,7 +63,7 @@ def fetch(
     else:
         if test_images:
             raise BadInputError("--test-images only goes with --synthetic N.")
-        from galaxyzoo_cli.fetch import fetch_kaggle
+        from galaxyzoo_cli.data.fetch import fetch_kaggle
 
         result = fetch_kaggle(data_dir, force=force, keep_archives=keep_archives, reporter=reporter)
     emit(result, as_json)
@@ -78,7 +78,7 @@ def check(
     Exits 2 when something is wrong (labelled galaxies without images, unreadable images, labels
     that break the tree), after listing what.
     """
-    from galaxyzoo_cli.data import check_layout
+    from galaxyzoo_cli.data.catalogue import check_layout
 
     report = check_layout(data_dir, decode=True, workers=workers, reporter=RichReporter())
     emit(report, as_json)
@@ -130,8 +130,8 @@ def preview(
     as_json: JsonOut = False,
 ) -> None:
     """Write a grid of galaxies: one row per preprocessing transform, as the model sees them."""
-    from galaxyzoo_cli.cutouts import FitsOptions, parse_bands
-    from galaxyzoo_cli.preview import preview as make_preview
+    from galaxyzoo_cli.core.settings import FitsOptions, parse_bands
+    from galaxyzoo_cli.outputs.preview import preview as make_preview
 
     fits = FitsOptions(
         bands=parse_bands(fits_bands), scale=fits_scale, percentile=fits_percentile,
@@ -203,7 +203,7 @@ CacheDataDir = Annotated[
 def cache(ctx: typer.Context, data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
     """The decoded-image caches: preprocessing, images, size, last used."""
     if ctx.invoked_subcommand is None:
-        from galaxyzoo_cli.cache import list_caches
+        from galaxyzoo_cli.data.cache import list_caches
 
         emit(list_caches(data_dir), as_json)
 
@@ -211,7 +211,7 @@ def cache(ctx: typer.Context, data_dir: CacheDataDir = None, as_json: JsonOut = 
 @cache_app.command("list")
 def cache_list(data_dir: CacheDataDir = None, as_json: JsonOut = False) -> None:
     """List the caches: preprocessing, images, size, last used."""
-    from galaxyzoo_cli.cache import list_caches
+    from galaxyzoo_cli.data.cache import list_caches
 
     emit(list_caches(data_dir), as_json)
 
@@ -226,7 +226,7 @@ def cache_clear(
     as_json: JsonOut = False,
 ) -> None:
     """Remove the caches of --data-dir's images (or all, after asking); rebuilt when needed."""
-    from galaxyzoo_cli.cache import clear_caches, list_caches
+    from galaxyzoo_cli.data.cache import clear_caches, list_caches
 
     if data_dir is None and not (everything or yes):
         listed = list_caches()

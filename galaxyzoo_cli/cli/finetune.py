@@ -30,7 +30,7 @@ from galaxyzoo_cli.cli.train import (
     Pretrained,
     Weights,
 )
-from galaxyzoo_cli.settings import Monitor
+from galaxyzoo_cli.core.settings import Monitor
 
 _D = "(default: {}, made for a few hundred labels)"
 
@@ -114,9 +114,9 @@ def finetune(
     as_json: JsonOut = False,
 ) -> None:
     """Learn your own labels (a flag, classes or fractions) from a run or a model: a new run."""
-    from galaxyzoo_cli.device import setup_runtime
-    from galaxyzoo_cli.finetune import finetune as run_finetune
-    from galaxyzoo_cli.finetune import finetune_config
+    from galaxyzoo_cli.training.device import setup_runtime
+    from galaxyzoo_cli.training.finetune import finetune as run_finetune
+    from galaxyzoo_cli.training.finetune import finetune_config
 
     config = finetune_config(
         epochs=epochs, head_epochs=head_epochs, lr=lr, lr_decay=lr_decay, batch_size=batch_size,

@@ -18,7 +18,7 @@ from galaxyzoo_cli.cli.app import (
     emit,
     option,
 )
-from galaxyzoo_cli.settings import EvalSplit, EvaluateSettings, ExportFormat, PredictSettings
+from galaxyzoo_cli.core.settings import EvalSplit, EvaluateSettings, ExportFormat, PredictSettings
 
 Runs = Annotated[
     list[Path],
@@ -111,8 +111,8 @@ def evaluate(
 ) -> None:
     """Kaggle RMSE, per-question RMSE and accuracy, per-answer RMSE against the training mean's,
     and the baselines (writes RUN/eval.json). Questions the run never learned are not scored."""
-    from galaxyzoo_cli.device import choose_device
-    from galaxyzoo_cli.inference import evaluate as run_evaluate
+    from galaxyzoo_cli.inference.evaluation import evaluate as run_evaluate
+    from galaxyzoo_cli.training.device import choose_device
 
     settings = EvaluateSettings(
         data_dir=data_dir, split=split, tta=tta, cache=cache, workers=workers, out=out,
@@ -191,9 +191,9 @@ def predict(
 ) -> None:
     """Predict the 37 answers: a Kaggle submission, or a CSV for any folder of cutouts (the
     answers of questions the run never had labels for left empty)."""
-    from galaxyzoo_cli.cutouts import FitsOptions, parse_bands
-    from galaxyzoo_cli.device import choose_device
-    from galaxyzoo_cli.inference import predict as run_predict
+    from galaxyzoo_cli.core.settings import FitsOptions, parse_bands
+    from galaxyzoo_cli.inference.prediction import predict as run_predict
+    from galaxyzoo_cli.training.device import choose_device
 
     fits = FitsOptions(
         bands=parse_bands(fits_bands), scale=fits_scale, percentile=fits_percentile,
@@ -223,9 +223,9 @@ def plot(
     as_json: JsonOut = False,
 ) -> None:
     """PNG figures: loss curves, per-question accuracy, predicted vs true, gallery, comparison."""
-    from galaxyzoo_cli.device import choose_device
-    from galaxyzoo_cli.plotting import plot_runs
-    from galaxyzoo_cli.run_args import resolve_runs
+    from galaxyzoo_cli.outputs.figure_data import plot_runs
+    from galaxyzoo_cli.training.device import choose_device
+    from galaxyzoo_cli.training.run_folder import resolve_runs
 
     resolve_runs(runs)  # a bad RUN is the one line, before the device's
     reporter = RichReporter()
@@ -255,9 +255,9 @@ def report(
     as_json: JsonOut = False,
 ) -> None:
     """One self-contained HTML page: settings, metrics, curves, galleries of galaxies."""
-    from galaxyzoo_cli.device import choose_device
-    from galaxyzoo_cli.report import report as make_report
-    from galaxyzoo_cli.run_args import resolve_runs
+    from galaxyzoo_cli.outputs.html_report import report as make_report
+    from galaxyzoo_cli.training.device import choose_device
+    from galaxyzoo_cli.training.run_folder import resolve_runs
 
     resolve_runs(runs)  # a bad RUN is the one line, before the device's
     reporter = RichReporter()
@@ -288,7 +288,7 @@ def export(
     as_json: JsonOut = False,
 ) -> None:
     """The model for deployment (normalisation inside, any batch size), with its input spec."""
-    from galaxyzoo_cli.export import export as run_export
+    from galaxyzoo_cli.inference.export import export as run_export
 
     emit(run_export(run, format=format, out=out, reporter=RichReporter()), as_json)
 
@@ -306,6 +306,6 @@ def list_runs(
     as_json: JsonOut = False,
 ) -> None:
     """A leaderboard of runs: model, epochs, RMSE, minutes, date, status."""
-    from galaxyzoo_cli.leaderboard import list_runs as table
+    from galaxyzoo_cli.outputs.runs_table import list_runs as table
 
     emit(table(runs_dir, sort=sort), as_json)

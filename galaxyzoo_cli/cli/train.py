@@ -1,8 +1,9 @@
 """The training commands: train and select-init, which share their options.
 
-Every training option is a :class:`~galaxyzoo_cli.settings.TrainConfig` field: :data:`TRAIN_OPTIONS`
-names each field's option (flag and help), the commands get them with TrainConfig's defaults
-(:func:`~galaxyzoo_cli.cli.app.with_options`), and build the settings from them in one step.
+Every training option is a :class:`~galaxyzoo_cli.core.settings.TrainConfig` field:
+:data:`TRAIN_OPTIONS` names each field's option (flag and help), the commands get them with
+TrainConfig's defaults (:func:`~galaxyzoo_cli.cli.app.with_options`), and build the settings from
+them in one step.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from galaxyzoo_cli.cli.app import (
     option,
     with_options,
 )
-from galaxyzoo_cli.settings import (
+from galaxyzoo_cli.core.settings import (
     AugmentKind,
     Head,
     Loss,
@@ -187,8 +188,8 @@ def train(
     **options: Any,
 ) -> None:
     """Train one model into a new run folder (defaults: the recommended recipe)."""
-    from galaxyzoo_cli import training
-    from galaxyzoo_cli.device import setup_runtime
+    from galaxyzoo_cli.training import loop as training
+    from galaxyzoo_cli.training.device import setup_runtime
 
     reporter = RichReporter()
     if resume is not None:
@@ -225,8 +226,8 @@ def select_init(
     **options: Any,
 ) -> None:
     """Try several initialisations briefly, keep the best by validation loss, train it on."""
-    from galaxyzoo_cli.device import setup_runtime
-    from galaxyzoo_cli.training import select_init as run_select_init
+    from galaxyzoo_cli.training.device import setup_runtime
+    from galaxyzoo_cli.training.loop import select_init as run_select_init
 
     config, reporter = TrainConfig.from_dict(options), RichReporter()
     config.check()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 
 class GalaxyZooError(Exception):
@@ -23,6 +25,19 @@ class BadInputError(GalaxyZooError):
     """Bad usage or input: a missing/corrupt file, wrong CSV columns, an unknown model (exit 2)."""
 
     exit_code = 2
+
+
+RunArg = TypeVar("RunArg", bound="str | os.PathLike[str]")
+
+
+def require_runs(runs: RunArg | Sequence[RunArg]) -> list[RunArg]:
+    """The RUN arguments of a command that reads runs as a list (one run given alone: a list of
+    one, not of its path's characters); none at all is a :class:`BadInputError`."""
+    if isinstance(runs, (str, os.PathLike)):
+        return [runs]
+    if not runs:
+        raise BadInputError("give at least one RUN (a run folder or checkpoint).")
+    return list(runs)
 
 
 class JobFailedError(GalaxyZooError):

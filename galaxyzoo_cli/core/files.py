@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from galaxyzoo_cli.errors import GalaxyZooError, os_error, os_error_in
+from galaxyzoo_cli.core.errors import GalaxyZooError, os_error, os_error_in
 
 
 @contextlib.contextmanager
@@ -24,7 +24,7 @@ def atomic_path(
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and ``target`` is
     left as it was. An operating-system error while writing (a full disk, a read-only folder…)
-    becomes the one-line :func:`~galaxyzoo_cli.errors.os_error` naming ``target``; ``size``
+    becomes the one-line :func:`~galaxyzoo_cli.core.errors.os_error` naming ``target``; ``size``
     (bytes, when known) lets a full disk say how much was needed.
     """
     target = Path(target)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galaxyzoo_cli.schema import COLUMNS, MEANINGFUL, QUESTIONS, meaningful
+from galaxyzoo_cli.core.schema import COLUMNS, MEANINGFUL, QUESTIONS, meaningful
 
 
 @dataclass
@@ -46,7 +46,7 @@ class QuestionScore:
     """Fraction of galaxies where the predicted top answer is the voters' top answer."""
     n_accuracy: int
     """Galaxies counted for accuracy: question reached by most volunteers
-    (:func:`galaxyzoo_cli.schema.meaningful`) and fully labelled."""
+    (:func:`galaxyzoo_cli.core.schema.meaningful`) and fully labelled."""
     n_cells: int
 
 
@@ -56,7 +56,7 @@ def question_scores(pred: np.ndarray, target: np.ndarray) -> list[QuestionScore]
     Accuracy compares, per galaxy, the argmax over that question's answers (never over the
     batch), counting only galaxies whose answers are all labelled and where most volunteers
     reached the question (the answer leading to it is at least 0.5,
-    :func:`galaxyzoo_cli.schema.meaningful`): where a few did, the top answer is a handful of
+    :func:`galaxyzoo_cli.core.schema.meaningful`): where a few did, the top answer is a handful of
     votes, and Q8's "accuracy" over every galaxy anyone sent to it read as failure.
     """
     pred = np.asarray(pred, dtype=np.float64)

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from galaxyzoo_cli import __version__
-from galaxyzoo_cli.files import write_json_atomic
-from galaxyzoo_cli.progress import Reporter
+from galaxyzoo_cli._version import __version__
+from galaxyzoo_cli.core.files import write_json_atomic
+from galaxyzoo_cli.core.progress import Reporter
 
 PNG_KEY = "galaxyzoo-provenance"
 _VOLATILE = ("created", "version", "seconds")

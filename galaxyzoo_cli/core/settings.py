@@ -6,22 +6,20 @@ default" for the input options, resolved once by :func:`galaxyzoo_cli.models.res
 :class:`EvaluateSettings` and :class:`PredictSettings` hold those of ``evaluate`` and ``predict``.
 Each ``check()`` refuses what cannot work with a one-line :class:`BadInputError` naming the flag,
 for the CLI and the Python API alike. The device is not a setting here: it is chosen once, at the
-edge (:func:`galaxyzoo_cli.device.choose_device`), and passed to the library.
+edge (:func:`galaxyzoo_cli.training.device.choose_device`), and passed to the library.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from galaxyzoo_cli.errors import BadInputError
-
-if TYPE_CHECKING:
-    from galaxyzoo_cli.cutouts import FitsOptions
+from galaxyzoo_cli.core.errors import BadInputError
 
 DEFAULT_MODEL = "galaxynet"
 
@@ -353,3 +351,70 @@ class PredictSettings:
         check_tta(self.tta)
         check_at_least_one(self.batch_size, "--batch-size")
         check_at_least_one(self.workers, "--workers")
+
+
+# ---------------------------------------------------------------------------------------------
+# FITS cutouts
+# ---------------------------------------------------------------------------------------------
+
+FITS_SCALES = ("percentile", "sdss")
+
+
+@dataclass(frozen=True)
+class FitsOptions:
+    """How a FITS cutout becomes a colour image like the SDSS JPEGs the model learnt from: an
+    asinh stretch of the intensity that keeps the colours (Lupton et al. 2004, PASP 116, 133).
+
+    ``bands``: the planes of a 3-band cube used as red, green and blue (0-based; for a g, r, i
+    cube, (2, 1, 0) gives the SDSS colours); a single-band image is shown grey. ``q``: the asinh
+    softening (larger: more of the faint outskirts shown).
+
+    ``scale`` says where black and white are. ``"percentile"`` (the default) works on fluxes of
+    any unit or zero point: black is each band's median (the sky, or ``minimum`` where given) and
+    white the ``percentile`` of the sky-subtracted intensity, the way survey cutout tools scale
+    images of unknown calibration. ``"sdss"`` is the fixed scaling of
+    ``astropy.visualization.make_lupton_rgb`` with ``stretch`` (linear stretch) and ``minimum``
+    (black level; ``None``: the median of the green plane), in the units of the data: its
+    defaults suit SDSS images in nanomaggies, and saturate on data of a larger scale.
+    """
+
+    bands: tuple[int, int, int] = (2, 1, 0)
+    """Also given as text, ``"2,1,0"`` (as ``--fits-bands`` takes it)."""
+    stretch: float = 0.5
+    q: float = 8.0
+    minimum: float | None = None
+    scale: str = "percentile"
+    percentile: float = 99.5
+
+    def __post_init__(self) -> None:
+        # Every option is checked here, once, whether it comes from the CLI or from Python.
+        object.__setattr__(self, "bands", parse_bands(self.bands))
+        object.__setattr__(self, "scale", str(self.scale).strip().lower())
+        if self.scale not in FITS_SCALES:
+            raise BadInputError(f"--fits-scale {self.scale!r}: use percentile or sdss.")
+        if not 50 < self.percentile <= 100:
+            raise BadInputError(
+                f"--fits-percentile {self.percentile}: give a percentile above 50 and up to 100 "
+                "(e.g. 99.5)."
+            )
+        for flag, value in (("--fits-stretch", self.stretch), ("--fits-q", self.q)):
+            if not (value > 0 and math.isfinite(value)):
+                raise BadInputError(f"{flag} {value}: give a positive number.")
+        if self.minimum is not None and not math.isfinite(self.minimum):
+            raise BadInputError(f"--fits-minimum {self.minimum}: give a finite number.")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"bands": list(self.bands), "scale": self.scale, "percentile": self.percentile,
+                "stretch": self.stretch, "q": self.q, "minimum": self.minimum}  # fmt: skip
+
+
+def parse_bands(bands: str | Iterable[object]) -> tuple[int, int, int]:
+    """Three plane numbers (0-based) from a sequence or from text such as ``"2,1,0"``."""
+    parts = bands.split(",") if isinstance(bands, str) else bands
+    try:
+        planes = [int(str(p).strip()) for p in parts]
+    except (TypeError, ValueError):  # not a sequence, or 1.5, or "r"
+        planes = []
+    if len(planes) != 3 or min(planes) < 0:
+        raise BadInputError(f"--fits-bands {bands!r}: give three plane numbers, e.g. 2,1,0.")
+    return planes[0], planes[1], planes[2]

@@ -103,7 +103,7 @@ def _json_number(value: float) -> float | None:
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     """summary.json, written atomically."""
-    from galaxyzoo_cli.files import write_json_atomic
+    from galaxyzoo_cli.core.files import write_json_atomic
 
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
 

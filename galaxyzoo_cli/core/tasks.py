@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from galaxyzoo_cli.schema import COLUMNS, Learned
-from galaxyzoo_cli.settings import Choice, choice
+from galaxyzoo_cli.core.schema import COLUMNS, Learned
+from galaxyzoo_cli.core.settings import Choice, choice
 
 
 class TaskKind(Choice):
@@ -98,7 +98,7 @@ class Task:
 
     targets: tuple[Target, ...] = ()
     learned: Learned = Learned()
-    """The tree's questions that had labels in training (:class:`galaxyzoo_cli.schema.Learned`;
+    """The tree's questions that had labels in training (:class:`galaxyzoo_cli.core.schema.Learned`;
     saved as the model configuration's ``trained_questions``). A user's task learns every
     target it has."""
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES
-from galaxyzoo_cli.errors import BadInputError, JobFailedError
-from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.core.errors import BadInputError, JobFailedError
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.data.catalogue import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES
 
 BENCHMARKS_DIR = "benchmarks"
 _IMAGE_NAME = re.compile(r"^[0-9]+\.(jpg|jpeg)$", re.IGNORECASE)

@@ -14,7 +14,7 @@ never used, a failed or interrupted build removes its file, and one left by a ki
 removed by the next build or by ``galaxyzoo cache clear``.
 
 Unreadable images do not stop a job: their rows are zeros, and :class:`Decoded` names them so that
-callers skip them (or, with ``--strict``, refuse; see :func:`galaxyzoo_cli.data.Skipped`).
+callers skip them (or, with ``--strict``, refuse; see :func:`galaxyzoo_cli.data.catalogue.Skipped`).
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.cutouts import FitsOptions
-from galaxyzoo_cli.data import Catalogue, Skipped
-from galaxyzoo_cli.errors import (
+from galaxyzoo_cli.core.errors import (
     BadInputError,
     GalaxyZooError,
     JobFailedError,
@@ -43,9 +41,11 @@ from galaxyzoo_cli.errors import (
     os_error_in,
     size,
 )
-from galaxyzoo_cli.files import write_json_atomic
-from galaxyzoo_cli.images import InputSpec, decode_into, image_size
-from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.core.files import write_json_atomic
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.settings import FitsOptions
+from galaxyzoo_cli.data.catalogue import Catalogue, Skipped
+from galaxyzoo_cli.data.images import InputSpec, decode_into, image_size
 
 CACHE_VERSION = 2
 """2: every image fully decoded (1 held JPEGs decoded at a reduced scale)."""

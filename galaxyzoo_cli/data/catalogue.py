@@ -3,7 +3,7 @@
 A data folder holds ``images_training_rev1/<GalaxyID>.jpg``, ``training_solutions_rev1.csv`` and
 ``images_test_rev1/<GalaxyID>.jpg``. Every problem found here is a :class:`BadInputError` that names
 the file (and row or column) and the fix. How an image becomes pixels is in
-:mod:`galaxyzoo_cli.images`.
+:mod:`galaxyzoo_cli.data.images`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import atomic_path
-from galaxyzoo_cli.images import InputSpec, decode_into
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.schema import COLUMNS, CSV_HEADER, ID_COLUMN, N_OUTPUTS, check_consistency
-from galaxyzoo_cli.settings import EvalSplit, ValSplit
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.files import atomic_path
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.schema import COLUMNS, CSV_HEADER, ID_COLUMN, N_OUTPUTS, check_consistency
+from galaxyzoo_cli.core.settings import EvalSplit, ValSplit
+from galaxyzoo_cli.data.images import InputSpec, decode_into
 
 TRAIN_IMAGES = "images_training_rev1"
 TEST_IMAGES = "images_test_rev1"

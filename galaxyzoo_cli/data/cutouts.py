@@ -9,19 +9,18 @@ answers on other surveys or processing are only as good as the resemblance.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import sys
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.schema import COLUMNS, Learned
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.schema import COLUMNS, Learned
+from galaxyzoo_cli.core.settings import FitsOptions
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -36,69 +35,6 @@ CUTOUT_SUFFIXES = (".jpg", ".jpeg", ".png", *FITS_SUFFIXES)
 
 def is_fits(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith(FITS_SUFFIXES)
-
-
-FITS_SCALES = ("percentile", "sdss")
-
-
-@dataclass(frozen=True)
-class FitsOptions:
-    """How a FITS cutout becomes a colour image like the SDSS JPEGs the model learnt from: an
-    asinh stretch of the intensity that keeps the colours (Lupton et al. 2004, PASP 116, 133).
-
-    ``bands``: the planes of a 3-band cube used as red, green and blue (0-based; for a g, r, i
-    cube, (2, 1, 0) gives the SDSS colours); a single-band image is shown grey. ``q``: the asinh
-    softening (larger: more of the faint outskirts shown).
-
-    ``scale`` says where black and white are. ``"percentile"`` (the default) works on fluxes of
-    any unit or zero point: black is each band's median (the sky, or ``minimum`` where given) and
-    white the ``percentile`` of the sky-subtracted intensity, the way survey cutout tools scale
-    images of unknown calibration. ``"sdss"`` is the fixed scaling of
-    ``astropy.visualization.make_lupton_rgb`` with ``stretch`` (linear stretch) and ``minimum``
-    (black level; ``None``: the median of the green plane), in the units of the data: its
-    defaults suit SDSS images in nanomaggies, and saturate on data of a larger scale.
-    """
-
-    bands: tuple[int, int, int] = (2, 1, 0)
-    """Also given as text, ``"2,1,0"`` (as ``--fits-bands`` takes it)."""
-    stretch: float = 0.5
-    q: float = 8.0
-    minimum: float | None = None
-    scale: str = "percentile"
-    percentile: float = 99.5
-
-    def __post_init__(self) -> None:
-        # Every option is checked here, once, whether it comes from the CLI or from Python.
-        object.__setattr__(self, "bands", parse_bands(self.bands))
-        object.__setattr__(self, "scale", str(self.scale).strip().lower())
-        if self.scale not in FITS_SCALES:
-            raise BadInputError(f"--fits-scale {self.scale!r}: use percentile or sdss.")
-        if not 50 < self.percentile <= 100:
-            raise BadInputError(
-                f"--fits-percentile {self.percentile}: give a percentile above 50 and up to 100 "
-                "(e.g. 99.5)."
-            )
-        for flag, value in (("--fits-stretch", self.stretch), ("--fits-q", self.q)):
-            if not (value > 0 and math.isfinite(value)):
-                raise BadInputError(f"{flag} {value}: give a positive number.")
-        if self.minimum is not None and not math.isfinite(self.minimum):
-            raise BadInputError(f"--fits-minimum {self.minimum}: give a finite number.")
-
-    def as_dict(self) -> dict[str, object]:
-        return {"bands": list(self.bands), "scale": self.scale, "percentile": self.percentile,
-                "stretch": self.stretch, "q": self.q, "minimum": self.minimum}  # fmt: skip
-
-
-def parse_bands(bands: str | Iterable[object]) -> tuple[int, int, int]:
-    """Three plane numbers (0-based) from a sequence or from text such as ``"2,1,0"``."""
-    parts = bands.split(",") if isinstance(bands, str) else bands
-    try:
-        planes = [int(str(p).strip()) for p in parts]
-    except (TypeError, ValueError):  # not a sequence, or 1.5, or "r"
-        planes = []
-    if len(planes) != 3 or min(planes) < 0:
-        raise BadInputError(f"--fits-bands {bands!r}: give three plane numbers, e.g. 2,1,0.")
-    return planes[0], planes[1], planes[2]
 
 
 class FitsSupportMissing(BadInputError):

@@ -8,14 +8,14 @@
   help. The key is never printed, logged or written by this module, and it is scrubbed from every
   client message we pass on.
 - A folder that a previous fetch completed and verified (marker file :data:`MARKER` plus
-  :func:`galaxyzoo_cli.data.check_layout`) is left alone: nothing is downloaded.
+  :func:`galaxyzoo_cli.data.catalogue.check_layout`) is left alone: nothing is downloaded.
 - The download goes to ``DATA/.galaxyzoo-fetch/download/``, where the client resumes an interrupted
   transfer with an HTTP Range request on the next run. Extraction goes to
   ``DATA/.galaxyzoo-fetch/extract/`` and is moved into place only when complete; the marker is
   written last, after verification. So an interrupted run never leaves a folder that looks complete.
 - Archive members that would land outside the target folder (absolute paths, ``..``, symlinks,
   device files) are refused before anything of that archive is written
-  (:mod:`galaxyzoo_cli.archive`).
+  (:mod:`galaxyzoo_cli.data.archive`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from galaxyzoo_cli.archive import BENCHMARKS_DIR, CorruptArchiveError, extract_competition
-from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, LayoutReport, check_layout
-from galaxyzoo_cli.errors import BadInputError, JobFailedError
-from galaxyzoo_cli.files import install_entries, write_json_atomic
-from galaxyzoo_cli.progress import SILENT, Reporter
+from galaxyzoo_cli.core.errors import BadInputError, JobFailedError
+from galaxyzoo_cli.core.files import install_entries, write_json_atomic
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.data.archive import BENCHMARKS_DIR, CorruptArchiveError, extract_competition
+from galaxyzoo_cli.data.catalogue import (
+    LABELS_CSV,
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    LayoutReport,
+    check_layout,
+)
 
 COMPETITION = "galaxy-zoo-the-galaxy-challenge"
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"

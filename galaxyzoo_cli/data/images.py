@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli.cutouts import FitsOptions, fits_image, is_fits, require_fits
-from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, os_error
-from galaxyzoo_cli.progress import Reporter
-from galaxyzoo_cli.settings import REFERENCE_SIDE, check_crop, check_image_size
+from galaxyzoo_cli.core.errors import BadInputError, GalaxyZooError, os_error
+from galaxyzoo_cli.core.progress import Reporter
+from galaxyzoo_cli.core.settings import REFERENCE_SIDE, FitsOptions, check_crop, check_image_size
+from galaxyzoo_cli.data.cutouts import fits_image, is_fits, require_fits
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.cutouts import check_unique_ids, file_stem, find_cutouts
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.tasks import Target, Task, TaskKind
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.tasks import Target, Task, TaskKind
+from galaxyzoo_cli.data.cutouts import check_unique_ids, file_stem, find_cutouts
 
 ID_COLUMNS = ("id", "GalaxyID")
 MAX_CLASSES = 50

@@ -1,4 +1,4 @@
-"""Synthetic galaxies rendered as SDSS-like colour images (for :mod:`galaxyzoo_cli.synthetic`).
+"""Synthetic galaxies rendered as SDSS-like colour images (for :mod:`galaxyzoo_cli.data.synthetic`).
 
 The model: analytic profiles (Sersic bulge, exponential disk, spiral arms, bar, odd features, all
 softened by the seeing) summed in linear flux per colour, asinh-stretched (Lupton et al. 2004), plus
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from galaxyzoo_cli.settings import REFERENCE_SIDE
+from galaxyzoo_cli.core.settings import REFERENCE_SIDE
 
 KINDS = ("smooth", "disk", "edge_on", "star")
 BULGE_SHAPES = ("rounded", "boxy", "none")

@@ -1,12 +1,12 @@
 """The offline galaxy generator: labelled synthetic galaxies in the Kaggle layout.
 
 Each galaxy is drawn from physical parameters (:func:`sample_galaxy`), rendered from them as an
-SDSS-like 424x424 colour image (:mod:`galaxyzoo_cli.rendering`) and labelled by simulated Galaxy
-Zoo volunteers who walk the decision tree while looking at the same parameters
+SDSS-like 424x424 colour image (:mod:`galaxyzoo_cli.data.rendering`) and labelled by simulated
+Galaxy Zoo volunteers who walk the decision tree while looking at the same parameters
 (:func:`vote_fractions`). So the labels are learnable from the pixels, obey the tree sums exactly,
 and disagree the way real volunteers do. :func:`generate` writes a whole data folder (see
-:mod:`galaxyzoo_cli.data` for the layout) plus a ``SYNTHETIC.json`` marker that tells synthetic
-data apart from the real download.
+:mod:`galaxyzoo_cli.data.catalogue` for the layout) plus a ``SYNTHETIC.json`` marker that tells
+synthetic data apart from the real download.
 
 Everything is deterministic: galaxy ``i`` of the training set is drawn from its own generator seeded
 by ``(seed, 0, i)`` (test galaxies by ``(seed, 1, i)``), so the same request gives byte-identical
@@ -29,19 +29,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from galaxyzoo_cli.data import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, write_labels
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import install_entries, write_json_atomic
-from galaxyzoo_cli.images import default_workers
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.rendering import (
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.files import install_entries, write_json_atomic
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.schema import N_OUTPUTS, QUESTIONS, volunteer_reach
+from galaxyzoo_cli.data.catalogue import LABELS_CSV, TEST_IMAGES, TRAIN_IMAGES, write_labels
+from galaxyzoo_cli.data.images import default_workers
+from galaxyzoo_cli.data.rendering import (
     BULGE_SHAPES,
     KINDS,
     ODD_FEATURES,
     GalaxyParams,
     render_image,
 )
-from galaxyzoo_cli.schema import N_OUTPUTS, QUESTIONS, volunteer_reach
 
 GENERATOR_VERSION = 1
 """Bumped whenever the same seed would give different files."""
@@ -190,7 +190,7 @@ def vote_fractions(params: GalaxyParams, rng: np.random.Generator) -> np.ndarray
     volunteers get a lower weight, as in the GZ2 consistency weighting. Each question's weighted
     answers become fractions summing to 1, then are multiplied by the value of the answer that
     leads to the question, exactly as in the Kaggle data; Q6 sums to 1 for every galaxy. So the
-    row obeys :func:`galaxyzoo_cli.schema.check_consistency` up to floating-point rounding.
+    row obeys :func:`galaxyzoo_cli.core.schema.check_consistency` up to floating-point rounding.
     """
     probs = answer_probabilities(params)
     n = int(rng.integers(22, 56))
@@ -286,7 +286,7 @@ class SyntheticResult:
 
 def _marker(n_train: int, n_test: int, seed: int) -> dict[str, Any]:
     return {
-        "generator": "galaxyzoo_cli.synthetic",
+        "generator": "galaxyzoo_cli.data.synthetic",
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "n_train": n_train,

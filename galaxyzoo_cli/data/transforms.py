@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from galaxyzoo_cli.settings import check_tta
+from galaxyzoo_cli.core.settings import check_tta
 
 
 def augment_batch(

@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from galaxyzoo_cli import provenance
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import write_json_atomic
-from galaxyzoo_cli.models.network import fuse_for_inference
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.runs import load_checkpoint, resolve_run
-from galaxyzoo_cli.schema import COLUMNS
-from galaxyzoo_cli.settings import ExportFormat, choice
-from galaxyzoo_cli.tasks import Task
+from galaxyzoo_cli.core import provenance
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.files import write_json_atomic
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.schema import COLUMNS
+from galaxyzoo_cli.core.settings import ExportFormat, choice
+from galaxyzoo_cli.core.tasks import Task
+from galaxyzoo_cli.models.galaxy_model import fuse_for_inference
+from galaxyzoo_cli.training.run_folder import load_checkpoint, resolve_run
 
 _SUFFIX = {ExportFormat.ONNX: ".onnx", ExportFormat.TORCHSCRIPT: ".torchscript.pt"}
 _INSTALL = "pip install 'galaxyzoo-cli[onnx]'"

@@ -1,6 +1,12 @@
 """Models by name, without torch: the registry's lookups, each model's configuration and the
 listing. Importing this package imports the model files, which register themselves (no torch:
-the networks are built by :func:`galaxyzoo_cli.models.network.create_model`).
+the networks are built by :func:`galaxyzoo_cli.models.galaxy_model.create_model`).
+
+The modules: the registry (registry), the networks trained from scratch and their entries
+(cnns, scratch), timm backbones (timm_backbones), the heads (heads) and the whole model
+(galaxy_model: ``GalaxyModel``, ``create_model``).
+
+Layer rule: a module here imports from ``galaxyzoo_cli.models``, ``data`` and ``core`` only.
 """
 
 from __future__ import annotations
@@ -8,8 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from galaxyzoo_cli.images import InputSpec
-from galaxyzoo_cli.models import backbones, custom  # noqa: F401  (they register their models)
+from galaxyzoo_cli.core.schema import Learned
+from galaxyzoo_cli.core.settings import DEFAULT_MODEL, Head, choice
+from galaxyzoo_cli.core.tasks import TREE, Task
+from galaxyzoo_cli.data.images import InputSpec
+from galaxyzoo_cli.models import scratch, timm_backbones  # noqa: F401  (they register their models)
 from galaxyzoo_cli.models.registry import (
     Architecture,
     Config,
@@ -19,9 +28,6 @@ from galaxyzoo_cli.models.registry import (
     list_architectures,
     list_models,
 )
-from galaxyzoo_cli.schema import Learned
-from galaxyzoo_cli.settings import DEFAULT_MODEL, Head, choice
-from galaxyzoo_cli.tasks import TREE, Task
 
 __all__ = [
     "Architecture",

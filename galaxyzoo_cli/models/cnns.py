@@ -1,6 +1,6 @@
 """The custom networks themselves (torch): feature extractors mapping images (B, C, S, S) to
 features (B, F), each with an int ``num_features``. Registered in
-:mod:`galaxyzoo_cli.models.custom`.
+:mod:`galaxyzoo_cli.models.scratch`.
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from galaxyzoo_cli.models import ModelConfig, get_spec
-from galaxyzoo_cli.models.heads import SigmoidHead, TreeHead, make_head
-from galaxyzoo_cli.models.task_head import TaskHead
+from galaxyzoo_cli.models.heads import SigmoidHead, TaskHead, TreeHead, make_head
 
 
 class GalaxyModel(nn.Module):

@@ -10,6 +10,8 @@ has a gradient. Runs written before keep their ReLU (``ModelConfig.activation``)
 
 Both start from the training set's mean answers (:meth:`init_to_mean`): an untrained model predicts
 the mean baseline, so a short run starts there instead of far above it.
+
+``TaskHead``: the head of a user's own labels (binary, classes, fractions), probabilities too.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from galaxyzoo_cli.schema import N_OUTPUTS, QUESTIONS, TREE_ORDER, question
-from galaxyzoo_cli.settings import Head
+from galaxyzoo_cli.core.schema import N_OUTPUTS, QUESTIONS, TREE_ORDER, question
+from galaxyzoo_cli.core.settings import Head
+from galaxyzoo_cli.core.tasks import Task, TaskKind
 
 
 def tree_normalise(raw: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
@@ -102,3 +105,41 @@ class SigmoidHead(nn.Module):
 
 def make_head(kind: Head, in_features: int, activation: str = "softplus") -> TreeHead | SigmoidHead:
     return TreeHead(in_features, activation) if kind == Head.TREE else SigmoidHead(in_features)
+
+
+# ---------------------------------------------------------------------------------------------
+# The head for a user's own labels: one linear layer, then per target a sigmoid (binary, and
+# each fraction) or a softmax over the classes (multi-class). Outputs are probabilities in
+# [0, 1], like the tree head's, so predict, evaluate and export treat both alike.
+# ---------------------------------------------------------------------------------------------
+
+_EPS = 1e-4
+
+
+class TaskHead(nn.Module):
+    """Linear → per target: sigmoid or softmax."""
+
+    def __init__(self, in_features: int, task: Task) -> None:
+        super().__init__()
+        self.task = task
+        self.linear = nn.Linear(in_features, task.n_outputs)
+        self._parts = [(t.kind, o) for t, o, _ in task.slices()]
+
+    def init_to_mean(self, means: np.ndarray) -> None:
+        """Output ``means`` (per output column: the training labels' mean, or each class's share)
+        whatever the input: zero weights and the matching biases (log-odds or log-shares)."""
+        m = np.clip(np.asarray(means, dtype=np.float64), _EPS, 1 - _EPS)
+        bias = np.empty_like(m)
+        for kind, o in self._parts:
+            bias[o] = np.log(m[o]) if kind == TaskKind.MULTICLASS else np.log(m[o] / (1 - m[o]))
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.copy_(torch.from_numpy(bias))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = self.linear(features).float()
+        parts = [
+            torch.softmax(z[:, o], dim=1) if kind == TaskKind.MULTICLASS else torch.sigmoid(z[:, o])
+            for kind, o in self._parts
+        ]
+        return torch.cat(parts, dim=1)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.data.images import InputSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,8 +30,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 Builder = Callable[..., Any]
 """``build(input_spec, **args)`` → a feature extractor: a module mapping normalised images
 (B, C, S, S) to features (B, F), with an int attribute ``num_features`` (the head is added by
-:func:`galaxyzoo_cli.models.network.create_model`). It takes the keywords it uses and no others;
-builders that load weights also take ``pretrained: bool`` and ``weights: str | None``."""
+:func:`galaxyzoo_cli.models.galaxy_model.create_model`). It takes the keywords it uses and no
+others; builders that load weights also take ``pretrained: bool`` and ``weights: str | None``."""
 
 
 @dataclass(frozen=True)

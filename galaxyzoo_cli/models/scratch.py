@@ -3,7 +3,7 @@ configurations. The notebook's two (``convnet``, ``linnet``), ours (``galaxynet`
 a fast one, the 0.1 default and a tiny one for tests) and a plain VGG-style one (``plainnet``).
 
 Registration imports no torch (so ``galaxyzoo models`` answers at once); each builder builds its
-network from :mod:`galaxyzoo_cli.models.nets` when called, sized from the input it is given.
+network from :mod:`galaxyzoo_cli.models.cnns` when called, sized from the input it is given.
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ from galaxyzoo_cli.models.registry import Config, register_architecture
 if TYPE_CHECKING:
     from torch import nn
 
-    from galaxyzoo_cli.images import InputSpec
+    from galaxyzoo_cli.data.images import InputSpec
 
 
 def build_convnet(input_spec: InputSpec) -> nn.Module:
-    from galaxyzoo_cli.models import nets
+    from galaxyzoo_cli.models import cnns
 
-    return nets.convnet(input_spec.channels, input_spec.output_side())
+    return cnns.convnet(input_spec.channels, input_spec.output_side())
 
 
 def build_linnet(input_spec: InputSpec) -> nn.Module:
-    from galaxyzoo_cli.models import nets
+    from galaxyzoo_cli.models import cnns
 
-    return nets.linnet(input_spec.channels, input_spec.output_side())
+    return cnns.linnet(input_spec.channels, input_spec.output_side())
 
 
 def build_galaxynet(
@@ -38,9 +38,9 @@ def build_galaxynet(
     dropout: float = 0.0,
     stem_stride: int = 2,
 ) -> nn.Module:
-    from galaxyzoo_cli.models import nets
+    from galaxyzoo_cli.models import cnns
 
-    return nets.GalaxyNet(
+    return cnns.GalaxyNet(
         input_spec.channels, width=width, depth=depth, dropout=dropout, stem_stride=stem_stride
     )
 
@@ -52,9 +52,9 @@ def build_plainnet(
     convs: int = 2,
     dropout: float = 0.3,
 ) -> nn.Module:
-    from galaxyzoo_cli.models import nets
+    from galaxyzoo_cli.models import cnns
 
-    return nets.PlainNet(input_spec.channels, widths=widths, convs=convs, dropout=dropout)
+    return cnns.PlainNet(input_spec.channels, widths=widths, convs=convs, dropout=dropout)
 
 
 register_architecture(

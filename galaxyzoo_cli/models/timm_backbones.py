@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import InputSpec
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.data.images import InputSpec
 from galaxyzoo_cli.models.registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -1,5 +1,6 @@
 """The figures of a run, drawn with matplotlib (imported lazily, headless Agg backend) from what
-:func:`galaxyzoo_cli.plotting.collect_runs` gathers: curves, accuracy, scatter, gallery, comparison.
+:func:`galaxyzoo_cli.outputs.figure_data.collect_runs` gathers: curves, accuracy, scatter, gallery,
+comparison.
 """
 
 from __future__ import annotations
@@ -12,27 +13,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli import provenance
-from galaxyzoo_cli.data import Catalogue
-from galaxyzoo_cli.files import atomic_path, to_json
-from galaxyzoo_cli.images import InputSpec, load_image
-from galaxyzoo_cli.metrics import QuestionScore, kaggle_rmse
-from galaxyzoo_cli.schema import QUESTIONS, Question, question
-from galaxyzoo_cli.summary import read_summary
+from galaxyzoo_cli.core import provenance
+from galaxyzoo_cli.core.files import atomic_path, to_json
+from galaxyzoo_cli.core.metrics import QuestionScore, kaggle_rmse
+from galaxyzoo_cli.core.schema import QUESTIONS, Question, question
+from galaxyzoo_cli.core.summary import read_summary
+from galaxyzoo_cli.data.catalogue import Catalogue
+from galaxyzoo_cli.data.images import InputSpec, load_image
+from galaxyzoo_cli.training.curves import (
+    STYLE,
+    TRAIN_COLOR,
+    VAL_COLOR,
+    column,
+    curves_figure,
+    pyplot,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from galaxyzoo_cli.runs import Checkpoint
-
-
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    from galaxyzoo_cli.training.run_folder import Checkpoint
 
 
 def save_figure(
@@ -48,18 +48,6 @@ def save_figure(
 
 
 _GALLERY = 8
-_STYLE: dict[str, Any] = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
-    "figure.titlesize": 13,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-_TRAIN_COLOR, _VAL_COLOR = "#4C72B0", "#DD8452"
 
 
 @dataclass(frozen=True)
@@ -91,8 +79,8 @@ class RunData:
     model: str = ""
     """The run's model (architecture) name."""
     summary: Mapping[str, Any] | None = None
-    """The run's summary (:func:`galaxyzoo_cli.summary.read_summary`): its best epoch. None: read
-    from ``run_dir`` when a figure needs it."""
+    """The run's summary (:func:`galaxyzoo_cli.core.summary.read_summary`): its best epoch. None:
+    read from ``run_dir`` when a figure needs it."""
     checkpoint: Checkpoint | None = None
     """The checkpoint the run was read from (its model is built only to predict)."""
     data_dir: Path | None = None
@@ -105,23 +93,10 @@ def question_label(q: Question) -> str:
     return f"Q{q.number} {head}{'…' if comma else ''}"
 
 
-def _column(metrics: list[dict[str, float]], key: str) -> np.ndarray:
-    return np.array([row.get(key, np.nan) for row in metrics], dtype=np.float64)
-
-
-_METRICS = {"val_roc_auc": "ROC AUC", "val_accuracy": "accuracy", "val_rmse": "RMSE"}
-"""Validation metrics of metrics.csv: the tree's RMSE, or a finetuned task's."""
-
-
-def _val_metric(metrics: list[dict[str, float]]) -> str:
-    """The validation metric column of a run's metrics (``val_rmse`` for the tree)."""
-    return next((k for k in (metrics[0] if metrics else {}) if k in _METRICS), "val_rmse")
-
-
 def best_index(run: RunData) -> int | None:
     """The row of ``run.metrics`` of the run's best epoch: the one its summary names, by the one
-    definition of best (the epoch ``weights/best.pt`` keeps, :mod:`galaxyzoo_cli.summary`); None
-    when there is none."""
+    definition of best (the epoch ``weights/best.pt`` keeps, :mod:`galaxyzoo_cli.core.summary`);
+    None when there is none."""
     summary = run.summary if run.summary is not None else read_summary(run.run_dir)
     best_epoch = summary.get("best_epoch") if summary is not None else None
     if best_epoch is None:
@@ -130,58 +105,21 @@ def best_index(run: RunData) -> int | None:
 
 
 def loss_figure(run: RunData) -> Figure:
-    """Training and validation loss (left) and validation RMSE (right) per epoch."""
-    from matplotlib.ticker import MaxNLocator
-
-    plt = pyplot()
-    epoch = _column(run.metrics, "epoch")
-    marker = "o" if len(epoch) <= 40 else None
-    best = best_index(run)
-    with plt.rc_context(_STYLE):
-        fig, (ax_loss, ax_rmse) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-        for key, label, color in (
-            ("train_loss", "training", _TRAIN_COLOR),
-            ("val_loss", "validation", _VAL_COLOR),
-        ):
-            ax_loss.plot(epoch, _column(run.metrics, key), marker=marker, label=label, color=color)
-        key = _val_metric(run.metrics)
-        rmse = _column(run.metrics, key)
-        ax_rmse.plot(epoch, rmse, marker=marker, color=_VAL_COLOR,
-                     label=f"validation {_METRICS[key]}")  # fmt: skip
-        if best is not None:
-            for ax in (ax_loss, ax_rmse):
-                ax.axvline(
-                    epoch[best], color="0.4", ls="--", lw=1, label=f"best epoch {epoch[best]:g}"
-                )
-            if np.isfinite(rmse[best]):
-                ax_rmse.annotate(
-                    f"{rmse[best]:.4f}",
-                    (epoch[best], rmse[best]),
-                    xytext=(6, 8),
-                    textcoords="offset points",
-                    fontsize=9,
-                )
-        ylabel = f"loss ({run.loss_name})" if run.loss_name else "loss"
-        ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel=ylabel)
-        title = "RMSE (the Kaggle metric)" if key == "val_rmse" else _METRICS[key]
-        ax_rmse.set(title=f"Validation {title}", xlabel="epoch", ylabel=_METRICS[key])
-        for ax in (ax_loss, ax_rmse):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.legend()
-        fig.suptitle(f"{run.name}: training curves")
-    return fig
+    """Training and validation loss (left) and the validation metric (right) per epoch, the
+    run's best epoch marked (:func:`galaxyzoo_cli.training.curves.curves_figure`)."""
+    return curves_figure(run.name, run.metrics, run.loss_name, best_index(run))
 
 
 def accuracy_figure(run: RunData) -> Figure:
     """Grouped bars: per-question top-answer accuracy on training and validation galaxies."""
     assert run.val is not None
     plt = pyplot()
-    series = [("validation", run.val, _VAL_COLOR)]
+    series = [("validation", run.val, VAL_COLOR)]
     if run.train is not None:
-        series.insert(0, ("training", run.train, _TRAIN_COLOR))
+        series.insert(0, ("training", run.train, TRAIN_COLOR))
     x = np.arange(len(QUESTIONS))
     width = 0.8 / len(series)
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(12, 4.8), layout="constrained")
         for i, (label, part, color) in enumerate(series):
             acc = np.array([s.accuracy for s in part.scores])
@@ -222,7 +160,7 @@ def scatter_figure(run: RunData) -> Figure:
     plt = pyplot()
     target, pred = run.val.cat.labels, run.val.pred
     size = float(np.clip(3000 / max(len(target), 1), 2, 14))
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(3, 4, figsize=(14, 10.5), layout="constrained", squeeze=False)
         flat = axes.ravel()
         for ax, q, scored in zip(flat, QUESTIONS, run.val.scores, strict=False):
@@ -332,7 +270,7 @@ def gallery_figure(run: RunData) -> Figure:
     rows = -(-n // 4)  # at most 4 a row, rows evenly filled
     cols = -(-n // rows)
     rgb = InputSpec(channels=3)
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             rows, cols, figsize=(3.2 * cols, 3.9 * rows), layout="constrained", squeeze=False
         )
@@ -363,7 +301,7 @@ def compare_figure(runs: Sequence[RunData]) -> Figure:
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, (ax_curve, ax_bars) = plt.subplots(
             1, 2, figsize=(15, 5), layout="constrained", width_ratios=(2, 3)
         )
@@ -374,12 +312,12 @@ def compare_figure(runs: Sequence[RunData]) -> Figure:
         for i, run in enumerate(runs):
             color = colors[i % len(colors)]
             if run.metrics:
-                rmse = _column(run.metrics, "val_rmse")
+                rmse = column(run.metrics, "val_rmse")
                 row = best_index(run)  # the kept epoch's RMSE, not the lowest one
                 shown = row is not None and np.isfinite(rmse[row])
                 best = f" (best {rmse[row]:.4f})" if shown else ""
                 ax_curve.plot(
-                    _column(run.metrics, "epoch"),
+                    column(run.metrics, "epoch"),
                     rmse,
                     marker="o",
                     ms=3,

@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli import provenance
-from galaxyzoo_cli.data import Catalogue, load_catalogue
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.figures import (
+from galaxyzoo_cli.core import provenance
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.metrics import question_scores
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.settings import EvalSplit
+from galaxyzoo_cli.data.catalogue import Catalogue, load_catalogue
+from galaxyzoo_cli.outputs.drawing import (
     Predicted,
     RunData,
     accuracy_figure,
@@ -24,11 +27,7 @@ from galaxyzoo_cli.figures import (
     save_figure,
     scatter_figure,
 )
-from galaxyzoo_cli.metrics import question_scores
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.run_args import resolve_runs
-from galaxyzoo_cli.runs import RunRef
-from galaxyzoo_cli.settings import EvalSplit
+from galaxyzoo_cli.training.run_folder import RunRef, resolve_runs
 
 if TYPE_CHECKING:
     import torch
@@ -188,10 +187,11 @@ def runs_provenance(command: str, runs: Sequence[RunData]) -> dict[str, Any]:
 
 def read_run(ref: RunRef, name: str, data_dir: Path | None = None) -> RunData:
     """A run's record, without predictions: its checkpoint's settings (no model is built), its
-    metrics.csv rows and its summary (the best epoch, :func:`galaxyzoo_cli.summary.read_summary`).
+    metrics.csv rows and its summary (the best epoch,
+    :func:`galaxyzoo_cli.core.summary.read_summary`).
     ``data_dir``: the folder its galaxies are to be read from (None: the one it was trained on)."""
-    from galaxyzoo_cli.runs import load_checkpoint, read_metrics
-    from galaxyzoo_cli.summary import read_summary
+    from galaxyzoo_cli.core.summary import read_summary
+    from galaxyzoo_cli.training.run_folder import load_checkpoint, read_metrics
 
     ckpt = load_checkpoint(ref.checkpoint)
     folder = data_dir or ckpt.data_dir
@@ -232,8 +232,8 @@ def predict_for_figures(
     validation galaxies), ``run`` is returned with the reason in ``val_problem``, or, when it has
     no metrics.csv rows either (nothing to draw at all), :class:`BadInputError` is raised.
     ``catalogues`` keeps the data folders read, for the next run."""
-    from galaxyzoo_cli.inference import load_run, split_predictions
-    from galaxyzoo_cli.metrics import column_means
+    from galaxyzoo_cli.core.metrics import column_means
+    from galaxyzoo_cli.inference.loading import load_run, split_predictions
 
     ckpt = run.checkpoint
     assert ckpt is not None, "predict_for_figures needs a run from read_run"

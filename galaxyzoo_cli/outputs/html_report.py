@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli import __version__, provenance
-from galaxyzoo_cli.data import Catalogue
-from galaxyzoo_cli.figures import (
+from galaxyzoo_cli._version import __version__
+from galaxyzoo_cli.core import provenance
+from galaxyzoo_cli.core.files import write_text_atomic
+from galaxyzoo_cli.core.metrics import score
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.schema import QUESTIONS
+from galaxyzoo_cli.data.catalogue import Catalogue
+from galaxyzoo_cli.data.images import load_image
+from galaxyzoo_cli.outputs.drawing import (
     RunData,
     accuracy_figure,
     best_index,
@@ -31,14 +37,8 @@ from galaxyzoo_cli.figures import (
     shown_questions,
     top_answers,
 )
-from galaxyzoo_cli.files import write_text_atomic
-from galaxyzoo_cli.images import load_image
-from galaxyzoo_cli.metrics import score
-from galaxyzoo_cli.plotting import collect_runs, runs_provenance
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.run_args import resolve_runs
-from galaxyzoo_cli.runs import Checkpoint
-from galaxyzoo_cli.schema import QUESTIONS
+from galaxyzoo_cli.outputs.figure_data import collect_runs, runs_provenance
+from galaxyzoo_cli.training.run_folder import Checkpoint, resolve_runs
 
 if TYPE_CHECKING:
     import torch

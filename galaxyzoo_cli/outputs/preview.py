@@ -1,6 +1,6 @@
 """The preprocessing preview: a grid of galaxies, one row per transform.
 
-Every image goes through :func:`galaxyzoo_cli.images.load_image`, the decode that training,
+Every image goes through :func:`galaxyzoo_cli.data.images.load_image`, the decode that training,
 prediction and deployment share: what the grid shows is what a model is given (FITS cutouts
 included, rendered with the same options as ``predict``).
 """
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxyzoo_cli.cutouts import FitsOptions, find_cutouts
-from galaxyzoo_cli.data import TEST_IMAGES, TRAIN_IMAGES, list_images
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.figures import pyplot, save_figure
-from galaxyzoo_cli.images import InputSpec, load_image, parse_transform
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.settings import FitsOptions
+from galaxyzoo_cli.data.catalogue import TEST_IMAGES, TRAIN_IMAGES, list_images
+from galaxyzoo_cli.data.cutouts import find_cutouts
+from galaxyzoo_cli.data.images import InputSpec, load_image, parse_transform
+from galaxyzoo_cli.outputs.drawing import pyplot, save_figure
 
 NOTEBOOK_TRANSFORMS = (
     "original",
@@ -60,7 +61,8 @@ def preview(
 
     Galaxies are drawn (seeded) from ``images`` (any folder of JPEG, PNG and FITS cutouts, FITS
     rendered with ``fits``), else the training images of ``data_dir``, or its test images if
-    there are none. Transform specs are those of :func:`galaxyzoo_cli.images.parse_transform`, or
+    there are none. Transform specs are those of :func:`galaxyzoo_cli.data.images.parse_transform`,
+    or
     ``model``: the input of ``run`` (a run folder or checkpoint), else of the default model.
     Default rows: the notebook's five; with ``images`` or ``run``: ``original`` and ``model``.
     """
@@ -119,12 +121,12 @@ def _model_input(run: str | os.PathLike[str] | None) -> tuple[str, InputSpec]:
     """The name and input spec of a run's model (as its checkpoint stores it, as predict reads
     it), or of the default model."""
     if run is not None:
-        from galaxyzoo_cli.runs import load_checkpoint, resolve_run
+        from galaxyzoo_cli.training.run_folder import load_checkpoint, resolve_run
 
         ref = resolve_run(run)
         return ref.run_dir.name, load_checkpoint(ref.checkpoint).model.input
+    from galaxyzoo_cli.core.settings import DEFAULT_MODEL
     from galaxyzoo_cli.models import resolve_config
-    from galaxyzoo_cli.settings import DEFAULT_MODEL
 
     return f"default model {DEFAULT_MODEL}", resolve_config(DEFAULT_MODEL).input
 

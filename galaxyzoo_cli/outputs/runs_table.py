@@ -3,9 +3,9 @@
 Read from the small files of each run folder, without torch (it answers at once for hundreds of
 runs): config.json (the run's creation record, written once: its model, task, date and the epochs
 asked), its summary (summary.json, or rebuilt from metrics.csv for runs older than it; see
-:func:`galaxyzoo_cli.summary.read_summary`: the epochs run, the minutes, and the best epoch, the
-one ``weights/best.pt`` keeps, with its figures), status.json (finished, running…) and eval*.json
-(what ``evaluate`` measured).
+:func:`galaxyzoo_cli.core.summary.read_summary`: the epochs run, the minutes, and the best epoch,
+the one ``weights/best.pt`` keeps, with its figures), status.json (finished, running…) and
+eval*.json (what ``evaluate`` measured).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.summary import read_summary
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.summary import read_summary
 
 SORT_KEYS = ("val_rmse", "eval_rmse", "name", "date", "minutes")
 

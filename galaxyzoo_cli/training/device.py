@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.progress import Reporter
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.progress import Reporter
 
 if TYPE_CHECKING:
     import torch
@@ -50,8 +50,8 @@ class Runtime:
                 dist.destroy_process_group()
 
     def keep_on_device(self, arrays: tuple[Any, ...], reporter: Reporter) -> tuple[Any, ...]:
-        """On CUDA, the uint8 images (cache :class:`~galaxyzoo_cli.cache.Rows`) moved to the GPU
-        when they need under a quarter of its free memory (all 61,578 Kaggle images at 64 px RGB
+        """On CUDA, the uint8 images (cache :class:`~galaxyzoo_cli.data.cache.Rows`) moved to the
+        GPU when they need under a quarter of its free memory (all 61,578 Kaggle images at 64 px RGB
         take 0.76 GB): batches are then sliced there and no step waits for a host-to-device copy.
         Elsewhere, unchanged."""
         if self.device.type != "cuda":

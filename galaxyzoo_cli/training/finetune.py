@@ -1,47 +1,39 @@
-"""Your own labels: :func:`finetune` learns them from a run or a registry model, and
-:func:`evaluate_labels` scores a finetuned run on them.
+"""Your own labels: :func:`finetune` learns them from a run or a registry model
+(:func:`galaxyzoo_cli.inference.evaluation.evaluate_labels` scores a finetuned run on them).
 
 Read :func:`finetune` top to bottom: the labels and the task they imply → the starting point (a
 run's network and input, or a registry model with its pretrained weights) → the images of the
 labelled galaxies → a stratified split → the same loop as ``train``
-(:func:`galaxyzoo_cli.training.train_to_the_end`): the head alone for the first ``head_epochs``,
-then the whole network with layer-wise learning-rate decay, early stopping on the task's metric.
+(:func:`galaxyzoo_cli.training.loop.train_to_the_end`): the head alone for the first
+``head_epochs``, then the whole network with layer-wise learning-rate decay, early stopping on the
+task's metric.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from galaxyzoo_cli import provenance
-from galaxyzoo_cli.cache import Rows, load_images
-from galaxyzoo_cli.data import Skipped, write_labels
-from galaxyzoo_cli.device import Runtime, seed_everything, setup_runtime
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.files import write_json_atomic
-from galaxyzoo_cli.fit import Fit, Setup
-from galaxyzoo_cli.inference import scored_fields, scored_heading
-from galaxyzoo_cli.labels import encode, infer_task, match_images, read_label_file
-from galaxyzoo_cli.labels import stratified_split as split_labels
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.core.signals import stop_on_signals
+from galaxyzoo_cli.core.tasks import Task
+from galaxyzoo_cli.data.cache import Rows, load_images
+from galaxyzoo_cli.data.catalogue import Skipped
+from galaxyzoo_cli.data.labels import encode, infer_task, match_images, read_label_file
+from galaxyzoo_cli.data.labels import stratified_split as split_labels
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.runs import check_runs_dir, load_checkpoint, resolve_run
-from galaxyzoo_cli.settings import EvalSplit, EvaluateSettings, TrainConfig
-from galaxyzoo_cli.signals import stop_on_signals
-from galaxyzoo_cli.tasks import Task, TaskKind, headline, task_scores
-from galaxyzoo_cli.tracking import check_available
-from galaxyzoo_cli.training import TrainResult, new_run, train_to_the_end
-
-if TYPE_CHECKING:
-    import torch
-
-    from galaxyzoo_cli.inference import LoadedRun
+from galaxyzoo_cli.training.device import Runtime, seed_everything, setup_runtime
+from galaxyzoo_cli.training.loop import TrainResult, new_run, train_to_the_end
+from galaxyzoo_cli.training.run_folder import check_runs_dir, load_checkpoint, resolve_run
+from galaxyzoo_cli.training.setup import Fit, Setup
+from galaxyzoo_cli.training.tracking import check_available
 
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "epochs": 20,
@@ -184,139 +176,3 @@ def finetune(
     )
     # The same loop as train's, and the finish.
     return train_to_the_end(fit, run_dir, reporter, started=started)
-
-
-# ---------------------------------------------------------------------------------------------
-# evaluate: a finetuned run on its labels
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LabelEvalResult:
-    """A finetuned run's figures on its labels: per target (ROC AUC, accuracy and confusion for
-    classes; RMSE for fractions) and the task's metric."""
-
-    runs: list[Path]
-    split: str
-    tta: int
-    task: Task
-    scores: dict[str, dict[str, Any]]
-    n_images: int
-    seconds: float
-    provenance: dict[str, Any]
-    skipped: Skipped
-    out: Path | None = None
-    predictions: Path | None = None
-
-    @property
-    def metric(self) -> float:
-        return headline(self.task, self.scores) if self.task.metric != "loss" else math.nan
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task.as_dict(),
-            "metric": self.task.metric,
-            "value": None if math.isnan(self.metric) else self.metric,
-            "targets": self.scores,
-            "n_images": self.n_images,
-            "split": self.split,
-            "tta": self.tta,
-            **scored_fields(self),
-        }
-
-    def summary(self) -> str:
-        lines = [f"{scored_heading(self, self.n_images)}:"]
-        for target in self.task.targets:
-            s = self.scores[target.name]
-            if target.kind == TaskKind.FRACTIONS:
-                lines.append(f"  {target.name}: RMSE {_num(s['rmse'])} on {s['n_galaxies']} "
-                             "galaxies")  # fmt: skip
-                continue
-            auc = f"ROC AUC {_num(s['roc_auc'])}, " if target.kind == TaskKind.BINARY else ""
-            lines.append(f"  {target.name}: {auc}accuracy {_num(s['accuracy'])} on "
-                         f"{s['n_galaxies']} galaxies")  # fmt: skip
-            width = max(len(c) for c in target.classes) + 2
-            lines.append("    confusion (rows: true, columns: predicted)")
-            lines.append("    " + " " * width + "".join(f"{c:>{width}}" for c in target.classes))
-            for c, row in zip(target.classes, s["confusion"], strict=True):
-                lines.append("    " + f"{c:>{width}}" + "".join(f"{v:>{width}}" for v in row))
-        if self.skipped:
-            lines.append(self.skipped.describe() + ".")
-        for path in (self.out, self.predictions):
-            if path is not None:
-                lines.append(f"Wrote {path}")
-        return "\n".join(lines)
-
-
-def _num(x: float) -> str:
-    return "-" if x is None or math.isnan(x) else f"{x:.4f}"
-
-
-def evaluate_labels(
-    loaded: Sequence[LoadedRun],
-    device: torch.device,
-    settings: EvaluateSettings,
-    *,
-    reporter: Reporter = SILENT,
-) -> LabelEvalResult:
-    """The task's figures of finetuned run(s) (several: averaged) on the labels they learned:
-    their validation split (or training rows, or all), the images from ``settings.data_dir`` or
-    the folder they were trained on. Written to ``settings.out`` or RUN/eval.json with
-    ``settings.write``; ``settings.predictions``: also the predictions as a CSV (the run's output
-    columns). Called by :func:`galaxyzoo_cli.inference.evaluate` for runs of a user's task."""
-    from galaxyzoo_cli.inference import predict_paths
-
-    start = time.perf_counter()
-    split, tta = settings.split, settings.tta
-    first = loaded[0].checkpoint
-    task = first.model.task
-    for other in loaded[1:]:
-        if other.checkpoint.model.task.targets != task.targets or other.checkpoint.labels != (
-            first.labels
-        ):
-            raise BadInputError(
-                f"{other.checkpoint.path}: learned other labels than {first.path}; an ensemble "
-                "averages runs of one task on one labels file."
-            )
-    if first.labels is None:
-        raise BadInputError(f"{first.path}: names no labels file; it is not a finetuned run.")
-    table = read_label_file(first.labels, task.label_columns)
-    y_all = encode(table, task)
-    folder = settings.data_dir or first.data_dir
-    paths, source = match_images(table, folder)
-    is_val = np.isin(np.array(table.ids), first.val_ids)
-    chosen = {EvalSplit.VAL: is_val, EvalSplit.TRAIN: ~is_val}.get(split, np.ones_like(is_val))
-    skipped = Skipped()
-    skipped.add("missing image", [table.ids[i] for i in np.flatnonzero(chosen) if paths[i] is None])
-    rows = np.array([i for i in np.flatnonzero(chosen) if paths[i] is not None], dtype=np.int64)
-    files = [p for p in (paths[i] for i in rows) if p is not None]
-    pred = np.zeros((len(rows), task.n_outputs))
-    for run in loaded:
-        pred += predict_paths(
-            run, files, device, tta=tta, use_cache=settings.cache, workers=settings.workers,
-            reporter=reporter,
-        ).values  # fmt: skip
-    pred /= len(loaded)
-    readable = ~np.isnan(pred).any(axis=1)
-    skipped.add("unreadable image", [table.ids[i] for i in rows[~readable]])
-    skipped.enforce(settings.strict, f"--labels {first.labels}", reporter)
-    rows, pred = rows[readable], pred[readable]
-    prov = provenance.record(
-        "evaluate", [provenance.run_entry(r.run_dir, r.checkpoint.path) for r in loaded],
-        split=split.value, tta=tta, labels=str(first.labels), images=source, n_images=len(rows),
-    )  # fmt: skip
-    result = LabelEvalResult(
-        runs=[r.run_dir for r in loaded], split=split.value, tta=tta, task=task,
-        scores=task_scores(task, pred, y_all[rows]), n_images=len(rows),
-        seconds=time.perf_counter() - start, provenance=prov, skipped=skipped,
-    )  # fmt: skip
-    if settings.predictions is not None:
-        ids = [table.ids[i] for i in rows]
-        result.predictions = write_labels(settings.predictions, ids, pred, id_column="id",
-                                          columns=task.output_columns)  # fmt: skip
-        provenance.write_sidecar(result.predictions, prov)
-    if settings.write:
-        default = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
-        result.out = provenance.output_path(default, settings.out, prov, reporter)
-        write_json_atomic(result.out, result.as_dict())
-    return result

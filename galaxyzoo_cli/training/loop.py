@@ -1,13 +1,13 @@
 """Training: :func:`train`, :func:`resume` and :func:`select_init` (and
-:func:`galaxyzoo_cli.finetune.finetune`) share one loop, read here top to bottom.
+:func:`galaxyzoo_cli.training.finetune.finetune`) share one loop, read here top to bottom.
 
 Each entry point does setup (device, seed, settings and the model's input resolved once) → data
-(decoded once: :func:`galaxyzoo_cli.fit.prepare`) → the model (:class:`galaxyzoo_cli.fit.Fit`)
-→ the run folder (config.json, written once; a resume appends to resumes.jsonl instead), then
-hands over to :func:`train_to_the_end`: the inputs (a frozen backbone's features computed once,
-before the first epoch), the loop (:func:`run_loop`: per epoch :func:`train_one_epoch`, the
-validation, :func:`record_epoch` and :func:`save_checkpoints`) and the finish (status.json,
-summary.json, the result). :func:`stops_cleanly` is the one interrupt path.
+(decoded once: :func:`galaxyzoo_cli.training.setup.prepare`) → the model
+(:class:`galaxyzoo_cli.training.setup.Fit`) → the run folder (config.json, written once; a resume
+appends to resumes.jsonl instead), then hands over to :func:`train_to_the_end`: the inputs (a frozen
+backbone's features computed once, before the first epoch), the loop (:func:`run_loop`: per epoch
+:func:`train_one_epoch`, the validation, :func:`record_epoch` and :func:`save_checkpoints`) and the
+finish (status.json, summary.json, the result). :func:`stops_cleanly` is the one interrupt path.
 """
 
 from __future__ import annotations
@@ -24,22 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from galaxyzoo_cli import __version__, losses, transforms
-from galaxyzoo_cli.device import Runtime, autocast, to_float
-from galaxyzoo_cli.errors import BadInputError, GalaxyZooError, Interrupted, JobFailedError
-from galaxyzoo_cli.fit import (
-    Fit,
-    Inputs,
-    Setup,
-    all_reduce_sums,
-    batch_of,
-    lr_factor,
-    prepare,
-    training_inputs,
-)
-from galaxyzoo_cli.metrics import column_means, kaggle_rmse
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.runs import (
+from galaxyzoo_cli._version import __version__
+from galaxyzoo_cli.core.errors import BadInputError, GalaxyZooError, Interrupted, JobFailedError
+from galaxyzoo_cli.core.metrics import column_means, kaggle_rmse
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.settings import RESUMABLE, AugmentKind, Schedule, TrainConfig
+from galaxyzoo_cli.core.signals import how_stopped, stop_on_signals
+from galaxyzoo_cli.core.summary import better, build_summary, read_summary, write_summary
+from galaxyzoo_cli.data import transforms
+from galaxyzoo_cli.training import losses
+from galaxyzoo_cli.training.device import Runtime, autocast, to_float
+from galaxyzoo_cli.training.run_folder import (
     Checkpoint,
     append_resume,
     check_runs_dir,
@@ -51,10 +46,17 @@ from galaxyzoo_cli.runs import (
     write_csv,
     write_status,
 )
-from galaxyzoo_cli.settings import RESUMABLE, AugmentKind, Schedule, TrainConfig
-from galaxyzoo_cli.signals import how_stopped, stop_on_signals
-from galaxyzoo_cli.summary import better, build_summary, write_summary
-from galaxyzoo_cli.tracking import TensorBoard, open_tracker
+from galaxyzoo_cli.training.setup import (
+    Fit,
+    Inputs,
+    Setup,
+    all_reduce_sums,
+    batch_of,
+    lr_factor,
+    prepare,
+    training_inputs,
+)
+from galaxyzoo_cli.training.tracking import TensorBoard, open_tracker
 
 METRIC_NAMES = {"rmse": "RMSE", "roc_auc": "ROC AUC", "accuracy": "accuracy", "loss": "loss"}
 
@@ -187,7 +189,7 @@ def resume(
     """Continue a run in place from its weights/last.pt, up to ``epochs`` in total, on
     ``runtime`` (None: the device of the run's settings, or of ``device`` among the changes).
 
-    ``changes`` may set the options in :data:`galaxyzoo_cli.settings.RESUMABLE` (``None`` keeps
+    ``changes`` may set the options in :data:`galaxyzoo_cli.core.settings.RESUMABLE` (``None`` keeps
     the run's own); everything else, the data and the split are the run's. config.json stays as
     the run was created; the resume is recorded in the run's resumes.jsonl.
     """
@@ -411,11 +413,12 @@ def train_to_the_end(
     if run_dir is not None:
         _write_summary(fit, run_dir, stopped_early=stopped)
     if tracker is not None and run_dir is not None:
-        from galaxyzoo_cli.figures import RunData, loss_figure
+        from galaxyzoo_cli.training.curves import curves_figure
 
         metrics = fit.progress.metrics
-        curves = RunData(run_dir.name, run_dir, setup.config.loss.value, metrics, None, None, {})
-        tracker.finish(loss_figure(curves))
+        best_epoch = (read_summary(run_dir) or {}).get("best_epoch")
+        best = next((i for i, m in enumerate(metrics) if m.get("epoch") == best_epoch), None)
+        tracker.finish(curves_figure(run_dir.name, metrics, setup.config.loss.value, best))
     setup.runtime.close()
     return _result(fit, run_dir, started, stopped, trials or [], resumed_from_epoch)
 
@@ -661,7 +664,7 @@ def record_epoch(
 ) -> bool:
     """Add an epoch's metrics ``row`` (and the ``images`` it put through the network) to the
     progress; whether it beats the best epoch so far by the one definition of best
-    (:func:`galaxyzoo_cli.summary.better` on :attr:`Setup.best_by`), which weights/best.pt
+    (:func:`galaxyzoo_cli.core.summary.better` on :attr:`Setup.best_by`), which weights/best.pt
     then keeps, and summary.json names. Counts the epochs without improvement."""
     setup, progress = fit.setup, fit.progress
     config, metric = setup.config, f"val_{setup.model_config.task.metric}"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from galaxyzoo_cli.schema import QUESTIONS
-from galaxyzoo_cli.settings import Loss, choice
-from galaxyzoo_cli.tasks import Task, TaskKind
+from galaxyzoo_cli.core.schema import QUESTIONS
+from galaxyzoo_cli.core.settings import Loss, choice
+from galaxyzoo_cli.core.tasks import Task, TaskKind
 
 _EPS = 1e-6
 

@@ -4,7 +4,7 @@
 when the run is created, and never changed), resumes.jsonl (one line per ``--resume``: when, by
 which version, the settings it changed with their old and new values, from which epoch, on which
 device), metrics.csv (one row per epoch), summary.json (the run's outcome and best epoch:
-:mod:`galaxyzoo_cli.summary`), status.json, weights/best.pt and weights/last.pt, and what
+:mod:`galaxyzoo_cli.core.summary`), status.json, weights/best.pt and weights/last.pt, and what
 evaluate, predict and plot add.
 
 A checkpoint is the run's one source of truth: a dict of plain values and state dicts, loadable
@@ -21,20 +21,21 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxyzoo_cli import __version__
-from galaxyzoo_cli.errors import BadInputError, os_error
-from galaxyzoo_cli.files import atomic_path, to_json, write_json_atomic, write_text_atomic
-from galaxyzoo_cli.settings import TrainConfig
+from galaxyzoo_cli._version import __version__
+from galaxyzoo_cli.core.errors import BadInputError, os_error, require_runs
+from galaxyzoo_cli.core.files import atomic_path, to_json, write_json_atomic, write_text_atomic
+from galaxyzoo_cli.core.settings import TrainConfig
 
 if TYPE_CHECKING:
     from galaxyzoo_cli.models import ModelConfig
-    from galaxyzoo_cli.models.network import GalaxyModel
+    from galaxyzoo_cli.models.galaxy_model import GalaxyModel
 
 CHECKPOINT_FORMAT = "galaxyzoo-cli/checkpoint/2"
 LEGACY_FORMATS = {"galaxyzoo-cli/checkpoint/1": "0.1"}
@@ -115,6 +116,14 @@ def resolve_run(arg: str | os.PathLike[str], prefer: str = "best") -> RunRef:
         return RunRef(run_dir_of(path), path)
     parent = path.parent if str(path.parent) not in ("", ".") else Path("./runs")
     raise BadInputError(f"{path}: no such run folder or checkpoint. See the folders in {parent}.")
+
+
+def resolve_runs(
+    runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[RunRef]:
+    """Each RUN's folder and the checkpoint to use (its ``weights/best.pt``, or the file given);
+    none at all, or one that is neither, is a :class:`BadInputError` (before any work starts)."""
+    return [resolve_run(run) for run in require_runs(runs)]
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -241,7 +250,7 @@ class Checkpoint:
 
     def build_model(self) -> GalaxyModel:
         """The model with its weights, in eval mode, on the CPU."""
-        from galaxyzoo_cli.models.network import create_model
+        from galaxyzoo_cli.models.galaxy_model import create_model
 
         model = create_model(self.model, pretrained=False)
         model.load_state_dict(self.state["model_state"])

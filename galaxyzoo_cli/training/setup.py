@@ -1,11 +1,11 @@
-"""What the training loop (:func:`galaxyzoo_cli.training.run_loop`) runs on.
+"""What the training loop (:func:`galaxyzoo_cli.training.loop.run_loop`) runs on.
 
 :func:`prepare` resolves a run's settings and decodes its data once (a :class:`Setup`);
 :func:`training_inputs` gives the loop its inputs: the images, or for a frozen backbone without
 augmentation each image's features, computed once before the first epoch (:class:`Inputs`);
 :class:`Fit` is one model in training: its optimizer, random generator, weight average, the one
 step counter, and how it is validated, saved and restored. Images come from the uint8 cache
-(:mod:`galaxyzoo_cli.cache`) and are augmented as tensors. Under torchrun only the main process
+(:mod:`galaxyzoo_cli.data.cache`) and are augmented as tensors. Under torchrun only the main process
 writes files.
 """
 
@@ -21,21 +21,27 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from galaxyzoo_cli import losses
-from galaxyzoo_cli.cache import Rows, load_split
-from galaxyzoo_cli.data import Skipped, load_catalogue, split_ids
-from galaxyzoo_cli.device import Runtime, autocast, seed_everything, setup_runtime, to_float
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.images import batch_for
-from galaxyzoo_cli.metrics import ErrorSum
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.metrics import ErrorSum
+from galaxyzoo_cli.core.progress import SILENT, Reporter
+from galaxyzoo_cli.core.settings import Loss, Optimizer, Schedule, TrainConfig
+from galaxyzoo_cli.core.summary import criterion
+from galaxyzoo_cli.core.tasks import headline, output_means, task_scores
+from galaxyzoo_cli.data.cache import Rows, load_split
+from galaxyzoo_cli.data.catalogue import Skipped, load_catalogue, split_ids
+from galaxyzoo_cli.data.images import batch_for
 from galaxyzoo_cli.models import ModelConfig, get_spec, resolve_config
-from galaxyzoo_cli.models.network import GalaxyModel, create_model
-from galaxyzoo_cli.progress import SILENT, Reporter
-from galaxyzoo_cli.runs import Progress, save_checkpoint, write_metrics
-from galaxyzoo_cli.settings import Loss, Optimizer, Schedule, TrainConfig
-from galaxyzoo_cli.summary import criterion
-from galaxyzoo_cli.tasks import headline, output_means, task_scores
-from galaxyzoo_cli.tracking import check_available
+from galaxyzoo_cli.models.galaxy_model import GalaxyModel, create_model
+from galaxyzoo_cli.training import losses
+from galaxyzoo_cli.training.device import (
+    Runtime,
+    autocast,
+    seed_everything,
+    setup_runtime,
+    to_float,
+)
+from galaxyzoo_cli.training.run_folder import Progress, save_checkpoint, write_metrics
+from galaxyzoo_cli.training.tracking import check_available
 
 Images = Rows | np.ndarray | torch.Tensor
 """uint8 images (N, C, S, S): rows of the memory-mapped cache, or on the GPU; or float features
@@ -291,7 +297,7 @@ def _blocks(features: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
 class Fit:
     """One model in training: its optimizer, random generator, progress, the one step counter
     and (with ``--ema``) the running average of its weights, which is what gets validated and
-    saved. :func:`galaxyzoo_cli.training.run_loop` trains it."""
+    saved. :func:`galaxyzoo_cli.training.loop.run_loop` trains it."""
 
     def __init__(
         self,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from galaxyzoo_cli.errors import BadInputError
-from galaxyzoo_cli.settings import Tracker
+from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.settings import Tracker
 
 _SCALARS = {
     "train_loss": "loss/train",
