@@ -20,8 +20,7 @@ from galaxyzoo_cli.core.settings import TrainConfig
 from galaxyzoo_cli.core.summary import read_summary
 from galaxyzoo_cli.data.catalogue import Catalogue
 from galaxyzoo_cli.data.synthetic import generate
-from galaxyzoo_cli.outputs import drawing as figures
-from galaxyzoo_cli.outputs import figure_data as plotting
+from galaxyzoo_cli.outputs import drawing, figure_data
 from galaxyzoo_cli.outputs.preview import preview
 from galaxyzoo_cli.training.loop import train
 from galaxyzoo_cli.training.run_folder import resolve_run
@@ -98,7 +97,7 @@ def test_plot_two_runs_writes_figures_into_each_run_and_a_comparison(
     second = copy_run(run_dir, tmp_path / "second")
     move_data_away(second)  # its galaxies are gone: only its curves can be drawn
 
-    result = plotting.plot_runs([first, second], use_cache=False)
+    result = figure_data.plot_runs([first, second], use_cache=False)
 
     compare = tmp_path / "compare-first-second.png"  # beside the runs, not inside the first
     expected = [first / f for f in RUN_FIGURES] + [second / "loss.png", compare]
@@ -143,7 +142,7 @@ def test_plot_runs_sharing_a_folder_get_prefixed_names(
     move_data_away(run)
     out = tmp_path / "out"
 
-    result = plotting.plot_runs([run, run / "weights" / "best.pt"], out_dir=out)
+    result = figure_data.plot_runs([run, run / "weights" / "best.pt"], out_dir=out)
 
     assert [p.name for p in result.paths] == [
         "run-loss.png", "run-2-loss.png", "compare-run-run-2.png"
@@ -160,12 +159,12 @@ def test_plot_run_with_nothing_to_plot_is_bad_input(
     move_data_away(run)
 
     with pytest.raises(BadInputError, match="nothing to plot: metrics.csv has no rows.*moved-away"):
-        plotting.plot_runs([run])
+        figure_data.plot_runs([run])
     # A data folder without the run's galaxies is the same situation.
     other = tmp_path / "other"
     generate(data_dir=other, n_train=4, n_test=0, seed=1)
     with pytest.raises(BadInputError, match="none of the run's validation galaxies"):
-        plotting.plot_runs([run], data_dir=other)
+        figure_data.plot_runs([run], data_dir=other)
     assert not list(run.glob("*.png"))
 
 
@@ -179,23 +178,23 @@ def test_plot_marks_the_kept_epoch_not_the_lowest_rmse(
     _, run_dir = tiny
     run_dir = with_metrics(copy_run(run_dir, tmp_path / "bce"), BCE_METRICS)
     move_data_away(run_dir)  # the record alone: no galaxy is read, no model built
-    run = plotting.read_run(resolve_run(run_dir), "bce")
+    run = figure_data.read_run(resolve_run(run_dir), "bce")
     assert run.val is None and run.train is None and run.val_problem == "not predicted"
     assert run.summary is not None and run.summary["best_epoch"] == 2
-    assert figures.best_index(run) == 1
+    assert drawing.best_index(run) == 1
 
-    fig = figures.loss_figure(run)
+    fig = drawing.loss_figure(run)
     loss_ax, rmse_ax = (ax for ax in fig.axes if isinstance(ax, Axes))
     for ax in (loss_ax, rmse_ax):
         assert "best epoch 2" in ax.get_legend_handles_labels()[1]
     assert [t.get_text() for t in rmse_ax.texts] == ["0.1400"]
-    figures.pyplot().close(fig)
-    fig = figures.compare_figure([run, replace(run, name="other")])
+    drawing.pyplot().close(fig)
+    fig = drawing.compare_figure([run, replace(run, name="other")])
     assert fig.axes[0].get_legend_handles_labels()[1] == [
         "bce (best 0.1400)",
         "other (best 0.1400)",
     ]
-    figures.pyplot().close(fig)
+    drawing.pyplot().close(fig)
 
 
 def test_plot_cli_bad_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -215,10 +214,10 @@ def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Pa
     labels[:, question(9).slice] = np.nan  # no galaxy has Q9 labelled
     pred = rng.random((20, 37))
     cat = Catalogue(tmp_path, np.arange(20), labels, [])
-    part = figures.Predicted(cat, pred, question_scores(pred, labels))
-    run = figures.RunData("run", tmp_path, "mse", [], val=part, train=part, provenance={})
+    part = drawing.Predicted(cat, pred, question_scores(pred, labels))
+    run = drawing.RunData("run", tmp_path, "mse", [], val=part, train=part, provenance={})
 
-    fig = figures.accuracy_figure(run)
+    fig = drawing.accuracy_figure(run)
 
     ax = fig.axes[0]
     heights = [bar.get_height() for bar in ax.patches if isinstance(bar, Rectangle)]
@@ -226,7 +225,7 @@ def test_accuracy_shows_questions_without_labels_as_absent_not_zero(tmp_path: Pa
     assert all(0 < h <= 1 for h in heights)
     assert [t.get_text() for t in ax.texts if t.get_text() == "no labels"] == ["no labels"] * 2
     assert ax.get_xticklabels()[0].get_text() == "Q1 smooth…"
-    figures.pyplot().close(fig)
+    drawing.pyplot().close(fig)
 
 
 def _spiral(q1: list[float], q7: list[float] | None = None) -> np.ndarray:
@@ -255,10 +254,10 @@ def test_the_gallery_is_green_only_when_every_answer_shown_is_right(
         _spiral([0.2, 0.8, 0.0], [0.65, 0.25, 0.1]),  # Q1 wrong
     ])  # fmt: skip
     cat = Catalogue(tmp_path, np.arange(1, 5), truth, paths)
-    part = figures.Predicted(cat, pred, question_scores(pred, truth))
-    run = figures.RunData("run", tmp_path, "mse", [], val=part, train=None, provenance={})
+    part = drawing.Predicted(cat, pred, question_scores(pred, truth))
+    run = drawing.RunData("run", tmp_path, "mse", [], val=part, train=None, provenance={})
 
-    fig = figures.gallery_figure(run)
+    fig = drawing.gallery_figure(run)
 
     from matplotlib.colors import to_hex
 
@@ -271,7 +270,7 @@ def test_the_gallery_is_green_only_when_every_answer_shown_is_right(
     assert "Q7 pred: cigar-shaped (0.70) ✗" in titles["GalaxyID 2"].get_text()
     assert "Q1 pred: smooth (0.50) ✗" in titles["GalaxyID 3"].get_text()
     assert "within 0.15" in fig.get_suptitle()
-    figures.pyplot().close(fig)
+    drawing.pyplot().close(fig)
 
 
 def test_the_scatter_counts_the_answers_it_plots(tmp_path: Path) -> None:
@@ -281,13 +280,13 @@ def test_the_scatter_counts_the_answers_it_plots(tmp_path: Path) -> None:
     labels[:, 17:] = np.nan
     pred = rng.random((30, 37))
     cat = Catalogue(tmp_path, np.arange(30), labels, [])
-    part = figures.Predicted(cat, pred, question_scores(pred, labels))
-    run = figures.RunData("run", tmp_path, "mse", [], val=part, train=None, provenance={})
-    fig = figures.scatter_figure(run)
+    part = drawing.Predicted(cat, pred, question_scores(pred, labels))
+    run = drawing.RunData("run", tmp_path, "mse", [], val=part, train=None, provenance={})
+    fig = drawing.scatter_figure(run)
     titles = [ax.get_title() for ax in fig.axes]
     assert any(t.startswith("All 17 labelled answers\nRMSE") for t in titles), titles
     assert not any("All 37" in t for t in titles)
-    figures.pyplot().close(fig)
+    drawing.pyplot().close(fig)
 
 
 def testtop_path_follows_the_volunteers_answers_down_the_tree() -> None:
@@ -298,9 +297,9 @@ def testtop_path_follows_the_volunteers_answers_down_the_tree() -> None:
     smooth[question(1).slice] = [0.8, 0.2, 0.0]
     unlabelled = np.full(37, np.nan)
 
-    assert figures.top_path(spiral) == [1, 2, 3, 4, 5, 10, 11]
-    assert figures.top_path(smooth) == [1, 7]
-    assert figures.top_path(unlabelled) == []
+    assert drawing.top_path(spiral) == [1, 2, 3, 4, 5, 10, 11]
+    assert drawing.top_path(smooth) == [1, 7]
+    assert drawing.top_path(unlabelled) == []
 
 
 def test_the_report_shows_provenance_as_a_table_and_compares_models(

@@ -13,7 +13,6 @@ import torch
 import typer.main
 from typer.testing import CliRunner
 
-from galaxyzoo_cli import inference
 from galaxyzoo_cli.cli import app
 from galaxyzoo_cli.cli.train import NOT_TRAIN_OPTIONS, TRAIN_OPTIONS
 from galaxyzoo_cli.core.errors import BadInputError, require_runs
@@ -26,6 +25,7 @@ from galaxyzoo_cli.core.settings import (
     TrainConfig,
 )
 from galaxyzoo_cli.data.images import InputSpec, parse_transform
+from galaxyzoo_cli.inference import evaluation, prediction
 from galaxyzoo_cli.training import loop as training
 
 runner = CliRunner()
@@ -108,12 +108,12 @@ def test_evaluate_and_predict_options_are_their_settings(monkeypatch: pytest.Mon
         seen.update(runs=runs, settings=settings, device=device)
         raise BadInputError("stop here")
 
-    monkeypatch.setattr(inference, "evaluate", fake)
+    monkeypatch.setattr(evaluation, "evaluate", fake)
     args = ["evaluate", "r1", "r2", "--split", "all", "--tta", "2", "--no-cache", "--device", "cpu"]
     assert runner.invoke(app, args).exit_code == 2
     assert seen["device"] == torch.device("cpu") and seen["runs"] == [Path("r1"), Path("r2")]
     assert seen["settings"] == EvaluateSettings(split=EvalSplit.ALL, tta=2, cache=False)
-    monkeypatch.setattr(inference, "predict", fake)
+    monkeypatch.setattr(prediction, "predict", fake)
     args = ["predict", "r", "--images", "cutouts", "--fits-bands", "0,1,2", "--fits-scale", "SDSS",
             "--batch-size", "8", "--device", "cpu"]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 2
@@ -137,7 +137,7 @@ def test_the_cli_and_the_api_refuse_the_same_settings_alike(
     command: str, settings: Any, args: list[str], message: str, tmp_path: Path
 ) -> None:
     """Refused before any run is read (the run here does not exist), with one message."""
-    library = {"evaluate": inference.evaluate, "predict": inference.predict}[command]
+    library = {"evaluate": evaluation.evaluate, "predict": prediction.predict}[command]
     with pytest.raises(BadInputError, match=message) as refused:
         library(tmp_path / "no-run", settings)
     result = runner.invoke(app, [command, str(tmp_path / "no-run"), *args, "--device", "cpu"])
@@ -161,7 +161,7 @@ def test_the_python_api_refuses_invalid_fits_options_as_the_cli_does(
     options: dict[str, Any], args: list[str], message: str, tmp_path: Path
 ) -> None:
     with pytest.raises(BadInputError, match=message) as refused:
-        inference.predict(tmp_path, PredictSettings(fits=FitsOptions(**options)))
+        prediction.predict(tmp_path, PredictSettings(fits=FitsOptions(**options)))
     for command in ("predict", "preview"):
         result = runner.invoke(app, [command, str(tmp_path), *args] if command == "predict"
                                else [command, "--data-dir", str(tmp_path), *args])  # fmt: skip

@@ -267,16 +267,17 @@ def test_evaluate_is_strict_json_and_flags_answers_worse_than_the_mean(
 
 
 def test_a_loss_to_the_mean_is_named(partial_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import galaxyzoo_cli.inference as inference
+    import galaxyzoo_cli.inference.evaluation as evaluation
+    from galaxyzoo_cli.inference.loading import Predictions
 
-    real = inference.predict_paths
+    real = evaluation.predict_paths
 
-    def worse(*args: Any, **kwargs: Any) -> inference.Predictions:
+    def worse(*args: Any, **kwargs: Any) -> Predictions:
         pred = real(*args, **kwargs)
         pred.values[:, 2] = 0.9  # everything a star
         return pred
 
-    monkeypatch.setattr(inference, "predict_paths", worse)
+    monkeypatch.setattr(evaluation, "predict_paths", worse)
     result = evaluate(partial_run, EvaluateSettings(split="all", write=False))
     assert "Class1.3" in result.worse_than_mean
     assert "Class1.3" in result.summary().splitlines()[-1]
