@@ -101,7 +101,7 @@ class _Corner(torch.nn.Module):
 
 
 def test_tta_averages_over_the_symmetry_group() -> None:
-    from galaxyzoo_cli.inference import predict_images
+    from galaxyzoo_cli.inference.loading import predict_images
 
     img = np.zeros((1, 1, 6, 6), np.uint8)
     img[0, 0, 0, 0] = 255  # one bright corner of four

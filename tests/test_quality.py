@@ -18,7 +18,8 @@ from galaxyzoo_cli.core.progress import SILENT
 from galaxyzoo_cli.core.settings import EvaluateSettings, TrainConfig, ValSplit
 from galaxyzoo_cli.data.catalogue import load_catalogue, read_labels, split_ids
 from galaxyzoo_cli.data.synthetic import generate
-from galaxyzoo_cli.inference import evaluate, predict_images
+from galaxyzoo_cli.inference import evaluate
+from galaxyzoo_cli.inference.loading import predict_images
 from galaxyzoo_cli.training.loop import TrainResult, resume, train
 from galaxyzoo_cli.training.losses import masked_loss
 from galaxyzoo_cli.training.run_folder import load_checkpoint
