@@ -20,16 +20,9 @@ from galaxyzoo_cli.core.files import write_json_atomic
 from galaxyzoo_cli.core.metrics import ACCURACY_NOTE, column_means, score
 from galaxyzoo_cli.core.progress import SILENT, Reporter
 from galaxyzoo_cli.core.schema import COLUMNS, N_OUTPUTS, QUESTIONS, Learned
-from galaxyzoo_cli.core.settings import (
-    EvalSplit,
-    EvaluateSettings,
-)
+from galaxyzoo_cli.core.settings import EvalSplit, EvaluateSettings
 from galaxyzoo_cli.core.tasks import Task, TaskKind, headline, task_scores
-from galaxyzoo_cli.data.catalogue import (
-    Skipped,
-    load_catalogue,
-    write_labels,
-)
+from galaxyzoo_cli.data.catalogue import Skipped, load_catalogue, write_labels
 from galaxyzoo_cli.data.labels import encode, match_images, read_label_file
 from galaxyzoo_cli.inference.loading import (
     LoadedRun,

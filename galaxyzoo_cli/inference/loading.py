@@ -32,9 +32,7 @@ from galaxyzoo_cli.data.cache import (
     rows_of,
     will_cache,
 )
-from galaxyzoo_cli.data.catalogue import (
-    Catalogue,
-)
+from galaxyzoo_cli.data.catalogue import Catalogue
 from galaxyzoo_cli.data.images import InputSpec, batch_for
 from galaxyzoo_cli.data.transforms import tta_views
 from galaxyzoo_cli.models.galaxy_model import GalaxyModel, fuse_for_inference

@@ -21,12 +21,7 @@ from galaxyzoo_cli.core.schema import ID_COLUMN, N_OUTPUTS, Learned
 from galaxyzoo_cli.core.settings import FitsOptions, PredictSettings
 from galaxyzoo_cli.core.signals import stop_on_signals
 from galaxyzoo_cli.core.tasks import Task
-from galaxyzoo_cli.data.catalogue import (
-    TEST_IMAGES,
-    Skipped,
-    list_images,
-    write_labels,
-)
+from galaxyzoo_cli.data.catalogue import TEST_IMAGES, Skipped, list_images, write_labels
 from galaxyzoo_cli.data.cutouts import (
     Cutouts,
     DerivedFlags,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 
 def pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend, imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,6 +37,7 @@ TRAIN_COLOR, VAL_COLOR = "#4C72B0", "#DD8452"
 
 
 def column(metrics: list[dict[str, float]], key: str) -> np.ndarray:
+    """One column of metrics.csv rows as floats (NaN where a row lacks it)."""
     return np.array([row.get(key, np.nan) for row in metrics], dtype=np.float64)
 
 
