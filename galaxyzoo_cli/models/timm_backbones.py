@@ -246,8 +246,17 @@ register_architecture(
     kind="timm",
     build=build_backbone,
     loads_weights=True,
-    configs=[_zoobot("efficientnet_b0", 4_054_945)],
-)
+    configs=[
+        Config(
+            "efficientnet_lite0", "EfficientNet-Lite0 (ImageNet), fine-tuned whole at 96 px: "
+            "the quality recipe where the hub is reachable (docs/results.md).",
+            channels=3, image_size=96, crop=BACKBONE_CROP, parameters=3_418_405,
+            args={"arch": "efficientnet_lite0"}, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            has_weights=True, frozen=False,
+        ),
+        _zoobot("efficientnet_b0", 4_054_945),
+    ],
+)  # fmt: skip
 
 register_architecture(
     "test_resnet",
