@@ -174,7 +174,7 @@ def test_ctrl_c_saves_and_says_how_to_resume(
 ) -> None:
     import galaxyzoo_cli.data.transforms as transforms
 
-    real = transforms.augment_batch
+    real = transforms.dihedral_batch  # the default augmentation
     calls = {"n": 0}
 
     def interrupt(*args, **kwargs):
@@ -183,7 +183,7 @@ def test_ctrl_c_saves_and_says_how_to_resume(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transforms, "augment_batch", interrupt)
+    monkeypatch.setattr(transforms, "dihedral_batch", interrupt)
     with pytest.raises(Interrupted, match="interrupted after epoch 1.*--resume"):
         train(TrainConfig(**TINY, epochs=3, name="cc"), data_dir=synthetic_data, runs_dir=tmp_path)
     assert load_checkpoint(tmp_path / "cc" / "weights" / "last.pt").progress.epoch == 1
