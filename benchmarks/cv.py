@@ -172,6 +172,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The same recipe again on the refactored training loop of this round: the same figures?
     "w16-96px-dihedral-recheck": {**DIHEDRAL96},
     "w24-96px-dihedral": {**DIHEDRAL96, "arch": {"width": 24}},
+    "w16-128px-dihedral": {**DIHEDRAL96, "image_size": 128},
     "w16-96px-onecycle-sigmoid": {
         **FULL,
         "arch": {"width": 16},

@@ -90,6 +90,18 @@ def test_without_validation_the_newest_epoch_is_kept(synthetic_data: Path, tmp_p
     assert summary["best"]["val_loss"] is None  # strict JSON: no NaN
 
 
+def test_the_documented_all_galaxies_recipe_says_there_is_no_validation(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    args = ["train", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path), "--model",
+            "test_tiny", "--epochs", "2", "--val-fraction", "0", "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    epochs = [line for line in result.output.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 2 and all("no validation split" in line for line in epochs), epochs
+    assert "nan" not in result.output
+
+
 def test_a_stopped_and_resumed_run_continues_the_same_schedule(
     synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

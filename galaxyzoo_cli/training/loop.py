@@ -680,9 +680,13 @@ def record_epoch(
     if config.head_epochs and not fit.model.config.freeze and epoch == config.head_epochs + 1:
         progress.bad_epochs = 0  # patience counts in the second phase
     progress.bad_epochs = 0 if improved else progress.bad_epochs + 1
+    validation = (
+        f"val_loss {row['val_loss']:.5f}  {metric} {row[metric]:.5f}"
+        if math.isfinite(row["val_loss"])
+        else "no validation split"  # --val-fraction 0: every epoch is kept
+    )
     reporter.log(
-        f"epoch {epoch:3d}/{epochs}  train_loss {row['train_loss']:.5f}  "
-        f"val_loss {row['val_loss']:.5f}  {metric} {row[metric]:.5f}  "
+        f"epoch {epoch:3d}/{epochs}  train_loss {row['train_loss']:.5f}  {validation}  "
         f"{row['seconds']:5.1f}s" + ("  *" if improved else "")
     )
     return improved
