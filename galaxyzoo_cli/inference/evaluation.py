@@ -39,7 +39,7 @@ from galaxyzoo_cli.inference.loading import (
 # ---------------------------------------------------------------------------------------------
 
 
-def scored_fields(result: EvalResult | LabelEvalResult) -> dict[str, Any]:
+def scored_fields(result: Scored) -> dict[str, Any]:
     """What every evaluation reports besides its figures: the runs, what was skipped, the time,
     the files written and the provenance (JSON-ready)."""
     return {
@@ -53,28 +53,35 @@ def scored_fields(result: EvalResult | LabelEvalResult) -> dict[str, Any]:
     }
 
 
-def scored_heading(result: EvalResult | LabelEvalResult, n_images: int) -> str:
+def scored_heading(result: Scored, n_images: int) -> str:
     """The start of an evaluation's summary: what was scored, on how many galaxies, how."""
     runs = result.runs
     what = str(runs[0]) if len(runs) == 1 else f"ensemble of {len(runs)} runs"
     return f"{what} on {n_images} galaxies ({result.split} split, tta {result.tta})"
 
 
-@dataclass
-class EvalResult:
+@dataclass(kw_only=True)
+class Scored:
+    """What every evaluation reports besides its figures: the runs, the split and views, the time,
+    what was skipped, the provenance and the files written."""
+
     runs: list[Path]
     split: str
     tta: int
-    scores: dict[str, Any]
-    baselines: dict[str, dict[str, Any]]
-    answers: dict[str, dict[str, Any]]
-    """Per answer column: the model's RMSE, the training mean's, and whether the model loses."""
-    learned: Learned
     seconds: float
     provenance: dict[str, Any]
     skipped: Skipped
     out: Path | None = None
     predictions: Path | None = None
+
+
+@dataclass(kw_only=True)
+class EvalResult(Scored):
+    scores: dict[str, Any]
+    baselines: dict[str, dict[str, Any]]
+    answers: dict[str, dict[str, Any]]
+    """Per answer column: the model's RMSE, the training mean's, and whether the model loses."""
+    learned: Learned
 
     @property
     def worse_than_mean(self) -> list[str]:
@@ -254,22 +261,14 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class LabelEvalResult:
+@dataclass(kw_only=True)
+class LabelEvalResult(Scored):
     """A finetuned run's figures on its labels: per target (ROC AUC, accuracy and confusion for
     classes; RMSE for fractions) and the task's metric."""
 
-    runs: list[Path]
-    split: str
-    tta: int
     task: Task
     scores: dict[str, dict[str, Any]]
     n_images: int
-    seconds: float
-    provenance: dict[str, Any]
-    skipped: Skipped
-    out: Path | None = None
-    predictions: Path | None = None
 
     @property
     def metric(self) -> float:
