@@ -165,6 +165,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr": 2e-3,
     },
     "w16-96px-dihedral-oc": {**DIHEDRAL96, "lr": 3e-3, "warmup_epochs": 9.0},
+    "w16-96px-dihedral-oc-seed2": {**DIHEDRAL96, "lr": 3e-3, "warmup_epochs": 9.0, "seed": 2},
+    "w16-dihedral-oc": {**DIHEDRAL96, "image_size": 64, "lr": 3e-3, "warmup_epochs": 9.0},
     "w16-96px-dihedral-sigmoid": {**DIHEDRAL96, "head": "sigmoid"},
     "w16-96px-dihedral-holdout": {**DIHEDRAL96, "holdout": 0.1},
     "w16-96px-dihedral-seed2": {**DIHEDRAL96, "seed": 2},
