@@ -61,7 +61,7 @@ NOTEBOOK = {
 }
 OLD_DEFAULT = {"model": "galaxynet-v1", "epochs": 20, "patience": 5, "ema": 0.0}
 
-FULL = {"crop": 256, "epochs": 30, "patience": 0}
+FULL = {"crop": 256, "epochs": 30, "patience": 0, "lr": 2e-3, "warmup_epochs": 1.0}
 """The ablations' common ground: crop 256, 30 epochs, the whole schedule (no early stop)."""
 
 LITE0 = {
@@ -97,7 +97,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The tool's defaults: the same settings as the ablations "w16-96px" and "w16" below.
     "default": {},
     # 0.2's default (galaxynet, 96 px, affine augmentation): "default" before this round.
-    "v02-default": {"augment_kind": "affine"},
+    "v02-default": {"augment_kind": "affine", "lr": 2e-3, "warmup_epochs": 1.0},
     "fast": {"model": "galaxynet-s"},
     # Ablations: "arch" builds a galaxynet variant (width, depth, stem stride, dropout).
     "w16": {**FULL, "arch": {"width": 16}},

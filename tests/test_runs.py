@@ -48,7 +48,16 @@ def _as_version_01(path: Path) -> None:
             "crop": spec["crop"],
             "image_size": spec["size"],
         },
-        "settings": {**raw["settings"], "channels": 1, "image_size": 24, "crop": 256},
+        "settings": {
+            **{
+                k: v
+                for k, v in raw["settings"].items()
+                if k not in ("augment_kind", "warmup_epochs")
+            },
+            "channels": 1,
+            "image_size": 24,
+            "crop": 256,
+        },
         **{k: v for k, v in raw["progress"].items() if k != "metrics"},
         **{k: raw[k] for k in ("model_state", "optimizer_state", "rng_state") if k in raw},
     }
@@ -92,6 +101,8 @@ def test_version_01_checkpoints_still_load(relu_run_dir: Path) -> None:
     ckpt = load_checkpoint(run_dir / "weights" / "best.pt")
     assert ckpt.version == "0.1.0" and ckpt.model.input.size == 24
     assert ckpt.model.activation == "relu" and ckpt.model.learned.complete
+    # Settings 0.1/0.2 did not record are the ones they used: a resume trains on as it did.
+    assert (ckpt.settings.augment_kind, ckpt.settings.warmup_epochs) == ("affine", 1.0)
     assert evaluate(run_dir, EvaluateSettings(write=False)).scores["rmse"] == pytest.approx(before)
     result = resume(run_dir, epochs=3, device="cpu")
     assert result.epochs_run == 3

@@ -78,8 +78,13 @@ AugmentKindOpt = Annotated[
     ),
 ]
 WarmupEpochs = Annotated[
-    float,
-    option("--warmup-epochs", help="Epochs of linear warm-up of the learning rate (then cosine)."),
+    float | None,
+    option(
+        "--warmup-epochs",
+        help="Epochs of linear warm-up of the learning rate, then cosine decay (default: 30% of "
+        "--epochs).",
+        show_default=False,
+    ),
 ]
 ValFraction = Annotated[float, option("--val-fraction", help="Share held out for validation.")]
 ValSplitOpt = Annotated[

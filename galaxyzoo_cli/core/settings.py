@@ -165,7 +165,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     optimizer: Optimizer = Optimizer.ADAMW
     schedule: Schedule = Schedule.COSINE
-    warmup_epochs: float = 1.0
+    warmup_epochs: float | None = None
+    """Epochs of linear warm-up before the cosine decay; None: 30% of ``epochs``."""
     ema: float = 0.0
     """Decay of the exponential moving average of the weights per step (0: off)."""
     channels: int | None = None
@@ -235,7 +236,7 @@ class TrainConfig:
             raise BadInputError(f"--channels {self.channels}: use 1 (grayscale) or 3 (RGB).")
         check_crop(self.crop)
         check_image_size(self.image_size)
-        if not 0 <= self.warmup_epochs <= self.epochs:  # NaN fails too
+        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs <= self.epochs:
             raise BadInputError(
                 f"--warmup-epochs {self.warmup_epochs:g}: give 0 to --epochs {self.epochs} (the "
                 "learning rate then decays over the rest)."
@@ -269,6 +270,24 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
+    @classmethod
+    def from_saved(cls, d: dict[str, Any]) -> TrainConfig:
+        """A run's saved settings: a setting its version did not record yet takes the value
+        that version used (a resumed 0.2 run keeps its resampled augmentation and its one
+        epoch of warm-up)."""
+        return cls.from_dict({**BEFORE_RECORDED, **d})
+
+    @property
+    def warmup(self) -> float:
+        """Epochs of warm-up: ``warmup_epochs``, or (None) :data:`WARMUP_SHARE` of the epochs."""
+        return WARMUP_SHARE * self.epochs if self.warmup_epochs is None else self.warmup_epochs
+
+
+WARMUP_SHARE = 0.3
+"""The share of the epochs that warms the learning rate up by default (as a one-cycle schedule)."""
+
+BEFORE_RECORDED: dict[str, Any] = {"augment_kind": "affine", "warmup_epochs": 1.0}
+"""Settings that runs of 0.1 and 0.2 did not record, with the values those versions used."""
 
 RESUMABLE = ("epochs", "patience", "device", "workers", "amp", "cache", "strict", "log")
 """The settings a resume may change; every other one is the run's own."""

@@ -45,6 +45,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "epoch_images": 512,
     "val_fraction": 0.2,
     "augment_kind": "affine",
+    "warmup_epochs": 1.0,
 }
 """Where ``finetune``'s defaults differ from ``train``'s: made for a few hundred labels (a small
 set is repeated to 512 images per epoch, so 25 labels still make 16 steps an epoch). Augmentation

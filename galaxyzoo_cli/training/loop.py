@@ -528,7 +528,7 @@ class EpochPlan:
         rows = max(len(setup.y_train), config.epoch_images or 0)
         per_rank = max(1, config.batch_size // world)
         steps = max(1, math.ceil(rows // world / per_rank))  # equal shares: ranks in lockstep
-        warmup = int(config.warmup_epochs * steps)
+        warmup = int(config.warmup * steps)
         return cls(rows, per_rank, steps, warmup, epochs, config.head_epochs, config.lr,
                    config.schedule)  # fmt: skip
 

@@ -338,7 +338,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             path=path,
             run_dir=run_dir,
             model=ModelConfig.from_dict(raw["model"]),
-            settings=TrainConfig.from_dict(raw["settings"]),
+            settings=TrainConfig.from_saved(raw["settings"]),
             data_dir=Path(data["data_dir"]) if data.get("data_dir") else None,
             val_ids=np.asarray(data["val_ids"], dtype=str if data.get("labels") else np.int64),
             progress=Progress.from_dict(raw["progress"]),

@@ -127,6 +127,7 @@ def prepare(
         model=model_config.name,
         pretrained=pretrained,
         augment=(not model_config.freeze) if config.augment is None else config.augment,
+        warmup_epochs=config.warmup,  # fixed now: a resume with more --epochs keeps it
     )
 
     cat = whole = load_catalogue(data_dir)
