@@ -161,7 +161,8 @@ class TrainConfig:
     loss: Loss = Loss.MSE
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
+    """The peak learning rate, reached after the warm-up."""
     weight_decay: float = 1e-4
     optimizer: Optimizer = Optimizer.ADAMW
     schedule: Schedule = Schedule.COSINE
