@@ -97,7 +97,8 @@ def test_question_bce_weighs_each_question_equally() -> None:
 def test_weight_averaging_is_saved_and_resumes_exactly(
     synthetic_data: Path, tmp_path: Path
 ) -> None:
-    cfg = TrainConfig(**TINY, epochs=3, patience=0, ema=0.9, schedule="constant")  # type: ignore[arg-type]
+    # One epoch of warm-up in both: by default it is 30% of the epochs the run was created with.
+    cfg = TrainConfig(**TINY, epochs=3, patience=0, ema=0.9, schedule="constant", warmup_epochs=1.0)  # type: ignore[arg-type]
     whole = train(cfg, data_dir=synthetic_data, runs_dir=tmp_path / "a")
     last = load_checkpoint(whole.run_dir / "weights" / "last.pt")
     avg, raw = last.state["model_state"], last.state["train_state"]
