@@ -132,10 +132,10 @@ def test_resume_continues_the_metrics(synthetic_data: Path, tmp_path: Path) -> N
 
 
 def test_resumed_run_equals_uninterrupted_run(synthetic_data: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(**TINY, epochs=3, patience=0, schedule="constant")
+    # One epoch of warm-up in both: by default it is 30% of the epochs the run was created with.
+    cfg = TrainConfig(**TINY, epochs=3, patience=0, schedule="constant", warmup_epochs=1.0)
     whole = train(cfg, data_dir=synthetic_data, runs_dir=tmp_path / "a")
-    part = train(TrainConfig(**{**TINY}, epochs=1, patience=0, schedule="constant"),
-                 data_dir=synthetic_data, runs_dir=tmp_path / "b")  # fmt: skip
+    part = train(cfg.replace(epochs=1), data_dir=synthetic_data, runs_dir=tmp_path / "b")
     resume(part.run_dir, epochs=3, device="cpu")
     wa = load_checkpoint(whole.run_dir / "weights" / "last.pt").state["model_state"]
     wb = load_checkpoint(part.run_dir / "weights" / "last.pt").state["model_state"]
