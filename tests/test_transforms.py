@@ -58,7 +58,17 @@ def test_train_augments_by_the_kind_asked(
     assert calls == {"affine": 2, "dihedral": 2}  # the exact views are the default
 
 
-@pytest.mark.parametrize("warmup", [-1.0, 3.5, float("nan")])
-def test_warmup_must_leave_epochs_to_decay(warmup: float) -> None:
+@pytest.mark.parametrize("warmup", [-1.0, float("nan"), float("inf")])
+def test_warmup_must_be_a_number_of_epochs(warmup: float) -> None:
     with pytest.raises(BadInputError, match="--warmup-epochs"):
         TrainConfig(epochs=3, warmup_epochs=warmup).check()
+
+
+def test_a_new_run_must_leave_epochs_to_decay(synthetic_data: Path, tmp_path: Path) -> None:
+    from galaxyzoo_cli.training.loop import train
+
+    config = TrainConfig(model="test_tiny", epochs=3, warmup_epochs=3.5, device="cpu")
+    with pytest.raises(BadInputError, match="--warmup-epochs 3.5: give 0 to --epochs 3"):
+        train(config, data_dir=synthetic_data, runs_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before any run folder
+    assert TrainConfig(epochs=10).warmup == pytest.approx(3.0)  # the default: 30%

@@ -237,10 +237,10 @@ class TrainConfig:
             raise BadInputError(f"--channels {self.channels}: use 1 (grayscale) or 3 (RGB).")
         check_crop(self.crop)
         check_image_size(self.image_size)
-        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs <= self.epochs:
+        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs < math.inf:
             raise BadInputError(
-                f"--warmup-epochs {self.warmup_epochs:g}: give 0 to --epochs {self.epochs} (the "
-                "learning rate then decays over the rest)."
+                f"--warmup-epochs {self.warmup_epochs:g}: give 0 or more epochs (default: 30% "
+                "of --epochs)."
             )
         if not 0 <= self.ema < 1:
             raise BadInputError(f"--ema {self.ema}: give a decay in [0, 1), e.g. 0.995 (0: off).")
@@ -253,6 +253,15 @@ class TrainConfig:
             raise BadInputError(f"--lr-decay {self.lr_decay}: give a factor in (0, 1], e.g. 0.7.")
         check_at_least_one(self.epoch_images, "--epoch-images")
         check_at_least_one(self.workers, "--workers")
+
+    def check_new_run(self) -> None:
+        """What only a new run must satisfy (a resume may shorten --epochs below the warm-up it
+        was created with: the rate then never reaches its peak)."""
+        if self.warmup > self.epochs:
+            raise BadInputError(
+                f"--warmup-epochs {self.warmup:g}: give 0 to --epochs {self.epochs} (the "
+                "learning rate then decays over the rest)."
+            )
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -107,6 +107,7 @@ def prepare(
     seed_everything(config.seed)
     spec = get_spec(config.model)
     if model_config is None:
+        config.check_new_run()
         # Freezing follows the weights actually loaded: frozen random features never learn.
         pretrained, freeze = spec.weights_and_freeze(
             config.pretrained, config.weights, config.freeze
