@@ -119,3 +119,13 @@ def install_entries(src: Path, dest: Path, names: Sequence[str]) -> None:
                 os.replace(new, old)
     finally:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when it is missing, unreadable or not an object (what
+    reads a run folder's records shows what it can)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -14,11 +14,12 @@ validation split every epoch is better than the one before (the last one is kept
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from galaxyzoo_cli.core.files import read_json_object, write_json_atomic
 
 SUMMARY_FILE = "summary.json"
 SUMMARY_FORMAT = 1
@@ -92,7 +93,7 @@ def build_summary(
         "best": {k: _json_number(v) for k, v in best.items()} if best is not None else None,
         "train_seconds": train_seconds
         if train_seconds is not None
-        else sum(_value(r, "seconds") for r in rows if not math.isnan(_value(r, "seconds"))),
+        else math.fsum(s for r in rows if not math.isnan(s := _value(r, "seconds"))),
         "images_seen": images_seen,
     }
 
@@ -103,26 +104,19 @@ def _json_number(value: float) -> float | None:
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     """summary.json, written atomically."""
-    from galaxyzoo_cli.core.files import write_json_atomic
-
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The run's summary.json; for a run older than it, the same record from its metrics.csv
     and config.json (None when neither says anything)."""
-    path = run_dir / SUMMARY_FILE
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and data.get("format") == SUMMARY_FORMAT:
-                return data
-        except (OSError, ValueError):
-            pass  # unreadable: rebuilt from metrics.csv below
-    rows = _read_rows(run_dir / "metrics.csv")
-    if rows is None:
+    summary = read_json_object(run_dir / SUMMARY_FILE)
+    if summary.get("format") == SUMMARY_FORMAT:
+        return summary
+    if not (run_dir / "metrics.csv").is_file():
         return None
-    config = _read_json(run_dir / "config.json")
+    rows = read_metrics(run_dir)
+    config = read_json_object(run_dir / "config.json")
     settings = config.get("settings", {}) if isinstance(config.get("settings"), dict) else {}
     metric = next((k[4:] for k in (rows[0] if rows else {}) if k.startswith("val_")
                    and k != "val_loss"), "rmse")  # fmt: skip
@@ -135,14 +129,16 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return build_summary(rows, by, epochs_asked=epochs if isinstance(epochs, int) else None)
 
 
-def _read_rows(path: Path) -> list[dict[str, float]] | None:
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return [
-                {k: _float(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)
-            ]
-    except OSError:
-        return None
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of the run's metrics.csv (none when it has none); an empty or unreadable cell is
+    NaN."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [
+            {k: _float(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)
+        ]
 
 
 def _float(text: str | None) -> float:
@@ -150,11 +146,3 @@ def _float(text: str | None) -> float:
         return float(text) if text not in (None, "") else math.nan
     except ValueError:
         return math.nan
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

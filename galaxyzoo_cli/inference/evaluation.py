@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -249,11 +249,7 @@ def evaluate(
     if settings.predictions is not None:
         result.predictions = write_labels(settings.predictions, subset.ids, pred)
         provenance.write_sidecar(result.predictions, prov)
-    if settings.write:
-        default = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
-        result.out = provenance.output_path(default, settings.out, prov, reporter)
-        write_json_atomic(result.out, result.as_dict())
-    return result
+    return _written(result, loaded, settings, prov, reporter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +304,25 @@ class LabelEvalResult(Scored):
             if path is not None:
                 lines.append(f"Wrote {path}")
         return "\n".join(lines)
+
+
+Result = TypeVar("Result", EvalResult, LabelEvalResult)
+
+
+def _written(
+    result: Result,
+    loaded: Sequence[LoadedRun],
+    settings: EvaluateSettings,
+    prov: dict[str, Any],
+    reporter: Reporter,
+) -> Result:
+    """``result``, written to eval.json (eval-ensemble.json for several runs) in the first run's
+    folder or to ``settings.out`` when asked."""
+    if settings.write:
+        default = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
+        result.out = provenance.output_path(default, settings.out, prov, reporter)
+        write_json_atomic(result.out, result.as_dict())
+    return result
 
 
 def evaluate_labels(
@@ -371,8 +386,4 @@ def evaluate_labels(
         result.predictions = write_labels(settings.predictions, ids, pred, id_column="id",
                                           columns=task.output_columns)  # fmt: skip
         provenance.write_sidecar(result.predictions, prov)
-    if settings.write:
-        default = loaded[0].run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
-        result.out = provenance.output_path(default, settings.out, prov, reporter)
-        write_json_atomic(result.out, result.as_dict())
-    return result
+    return _written(result, loaded, settings, prov, reporter)

@@ -10,7 +10,6 @@ eval*.json (what ``evaluate`` measured).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from galaxyzoo_cli.core.errors import BadInputError
+from galaxyzoo_cli.core.files import read_json_object
 from galaxyzoo_cli.core.summary import read_summary
 
 SORT_KEYS = ("val_rmse", "eval_rmse", "name", "date", "minutes")
@@ -115,7 +115,7 @@ def list_runs(runs_dir: Path = Path("runs"), sort: str = "val_rmse") -> RunsTabl
 
 
 def _run_row(run_dir: Path) -> RunRow:
-    config = _read_json(run_dir / "config.json")
+    config = read_json_object(run_dir / "config.json")
     summary = read_summary(run_dir) or {}
     best = summary.get("best") or {}  # the best epoch's metrics.csv row
     model = _mapping(config.get("model"))
@@ -126,7 +126,7 @@ def _run_row(run_dir: Path) -> RunRow:
         metric = next((k[4:] for k in best if k.startswith("val_") and k != "val_loss"), "loss")
     best_eval, tta = math.inf, None
     for path in run_dir.glob("eval*.json"):
-        found = _read_json(path)
+        found = read_json_object(path)
         value = found.get("rmse") if kind == "tree" else found.get("value")
         if kind != "tree" and isinstance(value, float) and metric in ("roc_auc", "accuracy"):
             value = -value  # higher is better: keep the best as the lowest, shown positive
@@ -155,19 +155,12 @@ def _number(value: Any, missing: float = math.nan) -> float:
     return float(value) if isinstance(value, (int, float)) else missing
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return _mapping(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return {}
-
-
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
 def _status(run_dir: Path) -> str:
-    status = _read_json(run_dir / "status.json")
+    status = read_json_object(run_dir / "status.json")
     state = status.get("status", "unknown")
     if state == "finished" and status.get("stopped_early"):
         return "stopped early"

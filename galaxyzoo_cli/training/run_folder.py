@@ -32,6 +32,7 @@ from galaxyzoo_cli._version import __version__
 from galaxyzoo_cli.core.errors import BadInputError, os_error, require_runs
 from galaxyzoo_cli.core.files import atomic_path, to_json, write_json_atomic, write_text_atomic
 from galaxyzoo_cli.core.settings import TrainConfig
+from galaxyzoo_cli.core.summary import read_metrics
 
 if TYPE_CHECKING:
     from galaxyzoo_cli.models import ModelConfig
@@ -182,17 +183,6 @@ def _fmt(v: float | None) -> str:
     if v is None:
         return ""
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return [
-            {k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
 
 
 # ---------------------------------------------------------------------------------------------
