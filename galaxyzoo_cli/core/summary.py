@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from galaxyzoo_cli.core.files import read_json_object, write_json_atomic
+from galaxyzoo_cli.core.tasks import HIGHER_IS_BETTER
 
 SUMMARY_FILE = "summary.json"
 SUMMARY_FORMAT = 1
-
-_HIGHER_IS_BETTER = ("val_roc_auc", "val_accuracy")
 
 
 def criterion(metric: str, *, tree: bool, monitor: str = "metric") -> str:
@@ -36,7 +35,8 @@ def criterion(metric: str, *, tree: bool, monitor: str = "metric") -> str:
 
 
 def higher_is_better(column: str) -> bool:
-    return column in _HIGHER_IS_BETTER
+    """Whether a metrics.csv column (``val_<metric>``) is better higher."""
+    return column.removeprefix("val_") in HIGHER_IS_BETTER
 
 
 def _value(row: Mapping[str, float] | None, column: str) -> float:

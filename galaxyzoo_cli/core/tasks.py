@@ -23,6 +23,9 @@ import numpy as np
 from galaxyzoo_cli.core.schema import COLUMNS, Learned
 from galaxyzoo_cli.core.settings import Choice, choice
 
+HIGHER_IS_BETTER = ("roc_auc", "accuracy")
+"""The metrics where higher is better (RMSE and losses: lower)."""
+
 
 class TaskKind(Choice):
     TREE = "tree"
@@ -143,7 +146,7 @@ class Task:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric in ("roc_auc", "accuracy")
+        return self.metric in HIGHER_IS_BETTER
 
     def describe(self) -> str:
         if self.is_tree:
